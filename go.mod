@@ -1,0 +1,3 @@
+module github.com/ringtrain/ringtrain
+
+go 1.26

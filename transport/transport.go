@@ -51,6 +51,11 @@ type Tag struct {
 	Op    uint64 // operation sequence number within the epoch
 }
 
+// ControlOpBase is the first Op value reserved for control protocols
+// (membership epochs, state sync). Collectives number their operations below
+// it, so a control message can never be mistaken for a tensor chunk.
+const ControlOpBase uint64 = 1 << 63
+
 func (t Tag) String() string { return fmt.Sprintf("epoch %d op %d", t.Epoch, t.Op) }
 
 // Conn is a reliable, ordered, tagged message channel to one peer. It is safe

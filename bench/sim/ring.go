@@ -28,21 +28,26 @@ func (n Net) AllReduce(bytes float64, peers int) (AllReduce, error) {
 	return n.ringAllReduce(bytes, peers, x, lim), nil
 }
 
-// ringAllReduce evaluates the chunk schedule of one peer. Segment s of the
-// buffer is bytes/peers long (ringtrain splits by elements; the segments
-// differ by at most one element, which the model ignores), split into
-// chunks of n.chunk() bytes and a shorter last one.
+// ringAllReduce evaluates the chunk schedule of one peer as ring.Run executes
+// it: a sender walks the sends in order, each waiting for the receive it
+// forwards; one receiver walks the receives in order and reduces each chunk
+// (reduce-scatter) before taking the next. Segment s of the buffer is
+// bytes/peers long (ring.AllReduce splits by elements; segments differ by at
+// most one element, which the model ignores), split into chunks of
+// n.chunk() bytes and a shorter last one.
 //
 // Recurrences, for step s in 0..2(n-1)-1 and chunk k in order:
 //
-//	start(s,k)  = max(linkFree, avail(s-1,k))          avail(-1,k) = 0
+//	start(s,k)  = max(linkFree, done(s-1,k))          done(-1,k) = 0
 //	linkFree    = start(s,k) + alpha + size(k)/x
 //	arrive(s,k) = linkFree + latency
-//	avail(s,k)  = reduced(s,k) during reduce-scatter (s < n-1), arrive(s,k) after
-//	reduced(s,k)= max(arrive(s,k), reducerFree) + size(k)/reduceRate
+//	done(s,k)   = max(arrive(s,k), done of the previous receive) + reduce(s,k)
+//	reduce(s,k) = size(k)/reduceRate in reduce-scatter (s < n-1), else 0
 //
 // By symmetry the predecessor sends chunk (s,k) at the same moment this peer
-// does, so arrive(s,k) is also when this peer has received it.
+// does, so arrive(s,k) is also when this peer has received it. Data arriving
+// while the receiver is busy waits in the transport's buffers, as it does
+// within a QUIC stream's flow-control window.
 func (n Net) ringAllReduce(bytes float64, peers int, x float64, lim Limit) AllReduce {
 	r := AllReduce{BytesPerSec: x, RateLimit: lim}
 	if peers == 1 || bytes == 0 {
@@ -62,22 +67,20 @@ func (n Net) ringAllReduce(bytes float64, peers int, x float64, lim Limit) AllRe
 	r.Chunks, r.Steps = m, steps
 	r.BandwidthSec = float64(steps) * seg / x
 
-	avail := make([]float64, m)
-	var linkFree, reducerFree, arrive float64
+	done := make([]float64, m)
+	var linkFree, recvFree float64
 	for s := 0; s < steps; s++ {
 		reduceScatter := s < peers-1
 		for k := 0; k < m; k++ {
-			start := max(linkFree, avail[k])
+			start := max(linkFree, done[k])
 			linkFree = start + n.Ring.AlphaSec + size(k)/x
-			arrive = linkFree + n.Link.LatencySec
+			recvFree = max(linkFree+n.Link.LatencySec, recvFree)
 			if reduceScatter && n.Ring.ReduceBytesPerSec > 0 {
-				reducerFree = max(arrive, reducerFree) + size(k)/n.Ring.ReduceBytesPerSec
-				avail[k] = reducerFree
-			} else {
-				avail[k] = arrive
+				recvFree += size(k) / n.Ring.ReduceBytesPerSec
 			}
+			done[k] = recvFree
 		}
 	}
-	r.Sec = max(arrive, avail[m-1])
+	r.Sec = recvFree
 	return r
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,6 +105,11 @@ func runScaling(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	return scaling(ctx, o, os.Stdout)
+}
+
+// scaling runs what o asks for, printing tables to out.
+func scaling(ctx context.Context, o scalingOpts, out io.Writer) error {
 	if !o.simulate && o.validate == "" {
 		return errors.New("nothing to do: give --simulate and/or --validate FILE")
 	}
@@ -112,7 +118,7 @@ func runScaling(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.validate != "" {
-		if err := runValidate(o, f); err != nil {
+		if err := runValidate(o, f, out); err != nil {
 			return err
 		}
 	}
@@ -137,19 +143,19 @@ func runScaling(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := printSummary(os.Stdout, rows); err != nil {
+	if err := printSummary(out, o, rows); err != nil {
 		return err
 	}
 	feats, err := featureTable(o, profs)
 	if err != nil {
 		return err
 	}
-	if err := writeFeatures(os.Stdout, o.out, feats); err != nil {
+	if err := writeFeatures(out, o.out, feats); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s, %s, %s and %d plots\n", filepath.Join(o.out, "scaling_sim.csv"),
+	_, err = fmt.Fprintf(out, "wrote %s, %s, %s and %d plots\n", filepath.Join(o.out, "scaling_sim.csv"),
 		filepath.Join(o.out, "scaling_sim.json"), filepath.Join(o.out, "scaling_features.csv"), len(pngs))
-	return nil
+	return err
 }
 
 // selectProfiles returns the requested models' profiles for each GPU.
@@ -203,7 +209,7 @@ func (o scalingOpts) baseNet(gbit, cores float64) (sim.Net, error) {
 // runValidate compares emulated runs with the simulator. The emulating
 // machine's transport is quic-go through shaped links (sim.ShapedQUICPoints)
 // with --emu-cores shared evenly by the n peers.
-func runValidate(o scalingOpts, f *profile.File) error {
+func runValidate(o scalingOpts, f *profile.File, out io.Writer) error {
 	b, err := os.ReadFile(o.validate)
 	if err != nil {
 		return err
@@ -232,7 +238,7 @@ func runValidate(o scalingOpts, f *profile.File) error {
 		}
 		vs = append(vs, v)
 	}
-	return sim.WriteValidationTable(os.Stdout, vs, o.target)
+	return sim.WriteValidationTable(out, vs, o.target)
 }
 
 func splitList(s string) []string {

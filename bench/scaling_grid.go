@@ -130,10 +130,20 @@ func writeRows(dir string, rows []simRow) error {
 }
 
 // printSummary prints the efficiency at the largest n for 25 and 100 Gbit/s.
-func printSummary(out io.Writer, rows []simRow) error {
+func printSummary(out io.Writer, o scalingOpts, rows []simRow) error {
 	maxN := 0
 	for _, r := range rows {
 		maxN = max(maxN, r.N)
+	}
+	for _, c := range o.cores {
+		net, err := o.baseNet(1e6, c) // a link far faster than any transport
+		if err != nil {
+			return err
+		}
+		if x, lim := net.RingRate(1); lim != sim.LimitLink {
+			fmt.Fprintf(out, "transport %s with %g cores caps a ring peer at %.2f GB/s per direction (%s): links faster than %.1f Gbit/s are not filled\n",
+				o.transport, c, x/1e9, lim, x*8/sim.DefaultGoodput/1e9)
+		}
 	}
 	fmt.Fprintf(out, "Scaling efficiency at %d GPUs (ring = ringtrain, ps = TF 0.8 parameter servers); limit: what bounds the step\n", maxN)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)

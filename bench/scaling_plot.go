@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/ringtrain/ringtrain/bench/sim"
+
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -94,10 +96,12 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 					continue
 				}
 				var xys plotter.XYs
+				cpuBound := false
 				for _, r := range rows {
 					if r.GPU == k.gpu && r.Model == k.model && r.Mode == k.mode && r.Design == series.design &&
 						r.Gbit == gbit && r.Cores == series.cores {
 						xys = append(xys, plotter.XY{X: float64(r.N), Y: r.Efficiency})
+						cpuBound = cpuBound || r.RateLimit != string(sim.LimitLink)
 					}
 				}
 				if len(xys) == 0 {
@@ -111,7 +115,11 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 				l.Dashes = series.dashes
 				pts.Radius = vg.Points(1.5)
 				p.Add(l, pts)
-				p.Legend.Add(fmt.Sprintf("%s %g Gbit/s, %g cores", series.label, gbit, series.cores), l)
+				label := fmt.Sprintf("%s %g Gbit/s, %g cores", series.label, gbit, series.cores)
+				if cpuBound {
+					label += " (transport CPU-bound)"
+				}
+				p.Legend.Add(label, l)
 			}
 		}
 		seen := map[string]bool{}

@@ -28,6 +28,10 @@ func (n Net) AllReduce(bytes float64, peers int) (AllReduce, error) {
 	return n.ringAllReduce(bytes, peers, x, lim), nil
 }
 
+// RingRate is the per-direction payload rate of a ring peer when `perNode`
+// peers share a node's transport, and what sets it.
+func (n Net) RingRate(perNode int) (float64, Limit) { return n.rate(float64(max(perNode, 1)), true) }
+
 // ringAllReduce evaluates the chunk schedule of one peer as ring.Run executes
 // it: a sender walks the sends in order, each waiting for the receive it
 // forwards; one receiver walks the receives in order and reduces each chunk

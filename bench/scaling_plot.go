@@ -60,7 +60,11 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 	var files []string
 	for _, k := range keys {
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("%s on %s, %s overlap, %s", k.model, k.gpu, k.mode, o.transport)
+		how := "one all-reduce after backward"
+		if k.mode == "bucketed" {
+			how = fmt.Sprintf("%g MB buckets overlapping backward", o.bucketMB)
+		}
+		p.Title.Text = fmt.Sprintf("%s on %s: %s, %s", k.model, k.gpu, how, o.transport)
 		p.X.Label.Text = "GPUs"
 		p.Y.Label.Text = "scaling efficiency"
 		p.X.Scale = plot.LogScale{}
@@ -70,7 +74,7 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 		for _, r := range refs {
 			maxX = max(maxX, r.n)
 		}
-		p.X.Min, p.X.Max = float64(slices.Min(o.ns))*0.9, maxX*1.1
+		p.X.Min, p.X.Max = float64(slices.Min(o.ns))*0.9, max(maxX*1.1, 10*float64(slices.Max(o.ns)))
 		var ticks []plot.Tick
 		for _, t := range []float64{1, 2, 4, 8, 16, 32, 64, 100, 128, 256, 512, 1024} {
 			if t >= p.X.Min && t <= p.X.Max {
@@ -78,7 +82,9 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 			}
 		}
 		p.X.Tick.Marker = plot.ConstantTicks(ticks)
-		p.Legend.Top, p.Legend.Left = false, true
+		// The legend sits bottom right, beyond the largest simulated n and
+		// below the published points, where no curve runs.
+		p.Legend.Top, p.Legend.Left = false, false
 		p.Legend.TextStyle.Font.Size = vg.Points(7)
 		p.Add(plotter.NewGrid())
 		for gi, gbit := range o.gbits {
@@ -136,7 +142,7 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 			}
 		}
 		name := filepath.Join(o.out, fmt.Sprintf("scaling_%s_%s_%s.png", k.gpu, k.model, k.mode))
-		if err := p.Save(7*vg.Inch, 5*vg.Inch, name); err != nil {
+		if err := p.Save(8*vg.Inch, 5*vg.Inch, name); err != nil {
 			return nil, err
 		}
 		files = append(files, name)

@@ -84,9 +84,9 @@ func simulateGrid(ctx context.Context, o scalingOpts, profs []profile.Profile) (
 							}
 							rows = append(rows, simRow{GPU: gpuName(p), Model: p.Model, Batch: p.BatchPerGPU,
 								Design: string(design), Mode: mode, Gbit: gbit, Cores: cores, Transport: net.Transport.Name,
-								N: n, StepMs: 1000 * r.StepSec, OneGPUMs: 1000 * r.OneGPUSec, ImagesPerSec: r.ImagesPerSec,
-								Efficiency: r.Efficiency, CommMs: 1000 * r.CommSec, ExposedMs: 1000 * r.ExposedSec,
-								RateGBs: r.BytesPerSec / 1e9, RateLimit: string(r.RateLimit), Limit: string(r.Limit),
+								N: n, StepMs: sig6(1000 * r.StepSec), OneGPUMs: sig6(1000 * r.OneGPUSec), ImagesPerSec: sig6(r.ImagesPerSec),
+								Efficiency: sig6(r.Efficiency), CommMs: sig6(1000 * r.CommSec), ExposedMs: sig6(1000 * r.ExposedSec),
+								RateGBs: sig6(r.BytesPerSec / 1e9), RateLimit: string(r.RateLimit), Limit: string(r.Limit),
 								Buckets: r.Buckets, ChunkKiB: o.chunkKiB, AlphaUS: o.alphaUS, PSServers: st.PSServers})
 						}
 					}
@@ -97,13 +97,29 @@ func simulateGrid(ctx context.Context, o scalingOpts, profs []profile.Profile) (
 	return rows, nil
 }
 
+// sig6 rounds v to 6 significant digits, all the output files keep.
+func sig6(v float64) float64 {
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 6, 64), 64)
+	return r
+}
+
 // writeRows writes scaling_sim.csv and scaling_sim.json into dir.
 func writeRows(dir string, rows []simRow) error {
-	js, err := json.MarshalIndent(rows, "", " ")
-	if err != nil {
-		return err
+	// One row per line: compact, and diffs stay readable.
+	js := []byte("[\n")
+	for i, r := range rows {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		js = append(js, b...)
+		if i < len(rows)-1 {
+			js = append(js, ',')
+		}
+		js = append(js, '\n')
 	}
-	if err := os.WriteFile(filepath.Join(dir, "scaling_sim.json"), append(js, '\n'), 0o644); err != nil {
+	js = append(js, "]\n"...)
+	if err := os.WriteFile(filepath.Join(dir, "scaling_sim.json"), js, 0o644); err != nil {
 		return err
 	}
 	f, err := os.Create(filepath.Join(dir, "scaling_sim.csv"))

@@ -51,6 +51,15 @@ type scalingOpts struct {
 	out         string
 	target      float64
 	emuCores    float64
+	emulate     bool
+	emuBackend  string
+	emuModels   []string
+	emuNs       []int
+	emuGbit     float64
+	scale       float64
+	emuSteps    int
+	emuChunkKiB float64
+	fitAlpha    bool
 }
 
 func parseScaling(args []string) (scalingOpts, error) {
@@ -75,6 +84,15 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "output directory for CSV, JSON and PNG")
 	fs.Float64Var(&o.target, "target", 0.10, "validation target, relative error")
 	fs.Float64Var(&o.emuCores, "emu-cores", 2, "cores of the emulating machine, shared by all peers (--validate)")
+	fs.BoolVar(&o.emulate, "emulate", false, "emulate training steps on real rings (scaled) and validate the simulator against them")
+	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links)")
+	emuModels := fs.String("emu-models", "resnet50,vgg16", "models to emulate")
+	emuNs := fs.String("emu-n", "1,2,4,8,16", "peer counts to emulate")
+	fs.Float64Var(&o.emuGbit, "emu-gbit", 25, "full-size link rate the emulation stands for, Gbit/s (divided by --scale)")
+	fs.Float64Var(&o.scale, "scale", 100, "emulation scale: gradient bytes, chunk and link rate are divided by it")
+	fs.Float64Var(&o.emuChunkKiB, "emu-chunk-kib", sim.DefaultChunkBytes/1024, "ring chunk of the scaled emulated run, KiB (not divided by --scale: the mem backend needs messages ≥ 5 ms on the wire)")
+	fs.BoolVar(&o.fitAlpha, "fit-alpha", false, "also fit the per-chunk overhead to the emulated runs and validate with it")
+	fs.IntVar(&o.emuSteps, "emu-steps", 5, "timed steps per emulated configuration (after one warm-up step)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -91,6 +109,16 @@ func parseScaling(args []string) (scalingOpts, error) {
 	}
 	if o.cores, err = parseFloats(*cores); err != nil {
 		return o, fmt.Errorf("--cores: %w", err)
+	}
+	o.emuModels = splitList(*emuModels)
+	if o.emuNs, err = parseInts(*emuNs); err != nil {
+		return o, fmt.Errorf("--emu-n: %w", err)
+	}
+	if !(o.scale >= 1) || o.emuSteps < 1 || !(o.emuGbit > 0) {
+		return o, fmt.Errorf("--scale %v, --emu-steps %d, --emu-gbit %v: want scale ≥ 1, steps ≥ 1, rate > 0", o.scale, o.emuSteps, o.emuGbit)
+	}
+	if o.emuBackend != "mem" {
+		return o, fmt.Errorf("--emu-backend %q: only mem is built; QUIC peers in shaped namespaces come with bench allreduce's peers", o.emuBackend)
 	}
 	for _, m := range o.modes {
 		if m != "none" && m != "bucketed" {
@@ -110,8 +138,8 @@ func runScaling(ctx context.Context, args []string) error {
 
 // scaling runs what o asks for, printing tables to out.
 func scaling(ctx context.Context, o scalingOpts, out io.Writer) error {
-	if !o.simulate && o.validate == "" {
-		return errors.New("nothing to do: give --simulate and/or --validate FILE")
+	if !o.simulate && !o.emulate && o.validate == "" {
+		return errors.New("nothing to do: give --simulate, --emulate and/or --validate FILE")
 	}
 	f, err := profile.Load(o.profilePath)
 	if err != nil {
@@ -119,6 +147,11 @@ func scaling(ctx context.Context, o scalingOpts, out io.Writer) error {
 	}
 	if o.validate != "" {
 		if err := runValidate(o, f, out); err != nil {
+			return err
+		}
+	}
+	if o.emulate {
+		if err := runEmulate(ctx, o, f, out); err != nil {
 			return err
 		}
 	}
@@ -218,27 +251,75 @@ func runValidate(o scalingOpts, f *profile.File, out io.Writer) error {
 	if err := json.Unmarshal(b, &runs); err != nil {
 		return fmt.Errorf("%s: %w", o.validate, err)
 	}
-	var vs []sim.Validation
-	for _, e := range runs {
-		p, err := f.Find(e.Model, "")
-		if err != nil {
-			return err
+	return validateRuns(o, f, runs, out)
+}
+
+// validateRuns prints the simulator's prediction of each emulated run with
+// --alpha-us and, with --fit-alpha, again with the per-chunk overhead fitted
+// to the runs.
+func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Writer) error {
+	prof := func(e sim.Emulated) (profile.Profile, error) { return f.Find(e.Model, "") }
+	netOf := func(e sim.Emulated) (sim.Net, error) {
+		net, err := emulationNet(e, o.emuCores)
+		net.Ring = sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}
+		return net, err
+	}
+	table := func() error {
+		var vs []sim.Validation
+		for _, e := range runs {
+			p, err := prof(e)
+			if err != nil {
+				return err
+			}
+			net, err := netOf(e)
+			if err != nil {
+				return err
+			}
+			v, err := sim.Validate(p, e, net)
+			if err != nil {
+				return err
+			}
+			vs = append(vs, v)
 		}
-		tr, err := sim.FitShaped("quic-shaped", sim.ShapedQUICPoints(), 0, o.emuCores/float64(max(e.N, 1)))
+		return sim.WriteValidationTable(out, vs, o.target)
+	}
+	fmt.Fprintf(out, "per-chunk overhead alpha = %g µs\n", o.alphaUS)
+	if err := table(); err != nil {
+		return err
+	}
+	if !o.fitAlpha {
+		return nil
+	}
+	alpha, err := sim.FitAlpha(runs, prof, netOf, 10e-3)
+	if err != nil {
+		return err
+	}
+	o.alphaUS = alpha * 1e6
+	fmt.Fprintf(out, "\nper-chunk overhead alpha fitted to these runs = %.1f µs\n", o.alphaUS)
+	return table()
+}
+
+// emulationNet is the network model of an emulated run's backend: its
+// transport's CPU cost and the payload share of its links (the validation
+// sets rate and chunk from the run).
+func emulationNet(e sim.Emulated, cores float64) (sim.Net, error) {
+	switch e.Backend {
+	case "mem":
+		// transport/mem carries exactly its rate as payload, at no CPU cost
+		// the model knows of.
+		tr, err := sim.TransportPreset("free", cores)
+		return sim.Net{Link: sim.Link{Goodput: 1}, Transport: tr}, err
+	case "quic-shaped":
+		tr, err := sim.FitShaped("quic-shaped", sim.ShapedQUICPoints(), 0, cores/float64(max(e.N, 1)))
 		if err != nil {
-			return err
+			return sim.Net{}, err
 		}
 		if tr.Cores <= tr.FixedCores {
-			return fmt.Errorf("validate %s n=%d: %.2f cores per peer cannot carry a stream (fixed cost %.2f)", e.Model, e.N, tr.Cores, tr.FixedCores)
+			return sim.Net{}, fmt.Errorf("validate %s n=%d: %.2f cores per peer cannot carry a stream (fixed cost %.2f)", e.Model, e.N, tr.Cores, tr.FixedCores)
 		}
-		net := sim.Net{Transport: tr, Ring: sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}}
-		v, err := sim.Validate(p, e, net)
-		if err != nil {
-			return err
-		}
-		vs = append(vs, v)
+		return sim.Net{Transport: tr}, nil
 	}
-	return sim.WriteValidationTable(out, vs, o.target)
+	return sim.Net{}, fmt.Errorf("validate %s n=%d: unknown backend %q (mem, quic-shaped)", e.Model, e.N, e.Backend)
 }
 
 func splitList(s string) []string {

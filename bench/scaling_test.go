@@ -103,7 +103,7 @@ func TestValidateFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := sim.Emulated{Model: "resnet50", N: 4, LinkBitsPerSec: 40e6, Scale: 2000, ChunkBytes: 16 << 10, MeasuredImagesPerSec: 1}
+	e := sim.Emulated{Backend: "quic-shaped", Model: "resnet50", N: 4, LinkBitsPerSec: 40e6, Scale: 2000, ChunkBytes: 16 << 10, MeasuredImagesPerSec: 1}
 	tr, err := sim.FitShaped("quic-shaped", sim.ShapedQUICPoints(), 0, 2.0/4)
 	if err != nil {
 		t.Fatal(err)

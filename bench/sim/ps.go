@@ -12,7 +12,7 @@ package sim
 // Buckets are pushed as they become ready when Step.Overlap is set, as TF
 // sends each gradient as soon as backward produced it; the pull cannot start
 // before the last push, so it is never overlapped.
-func (st Step) psComm(bs []bucket, n int, net Net, fwd float64, res *Result) (end, bwSec float64) {
+func (st Step) psComm(bs []Bucket, n int, net Net, fwd float64, res *Result) (end, bwSec float64) {
 	x, lim := net.rate(1, false)
 	res.BytesPerSec, res.RateLimit = x, lim
 	p := float64(st.PSServers)
@@ -26,14 +26,14 @@ func (st Step) psComm(bs []bucket, n int, net Net, fwd float64, res *Result) (en
 	}
 	var total float64
 	for _, b := range bs {
-		t, bw := phase(b.bytes)
+		t, bw := phase(b.Bytes)
 		if net.Ring.ReduceBytesPerSec > 0 {
-			t = max(t, float64(n)*b.bytes/p/net.Ring.ReduceBytesPerSec)
+			t = max(t, float64(n)*b.Bytes/p/net.Ring.ReduceBytesPerSec)
 		}
-		end = max(end, fwd+b.readyMs/1000) + t
+		end = max(end, fwd+b.ReadyMs/1000) + t
 		res.CommSec += t
 		bwSec += bw
-		total += b.bytes
+		total += b.Bytes
 	}
 	end += net.Link.LatencySec
 	pull, bw := phase(total)

@@ -55,10 +55,10 @@ type Result struct {
 	Buckets      int
 }
 
-// bucket is a group of gradients reduced together and when it can start.
-type bucket struct {
-	bytes   float64
-	readyMs float64 // from the start of backward
+// Bucket is a group of gradients reduced together and when it can start.
+type Bucket struct {
+	Bytes   float64
+	ReadyMs float64 // from the start of backward
 }
 
 func (st Step) bytesPerParam() float64 {
@@ -68,23 +68,25 @@ func (st Step) bytesPerParam() float64 {
 	return 4
 }
 
-// buckets fuses the timeline's gradients in ready order.
-func (st Step) buckets(tl profile.Timeline) []bucket {
+// Buckets fuses the timeline's gradients in ready order: without Overlap one
+// bucket of everything, ready at the end of backward; with it, a bucket closes
+// as soon as it holds BucketBytes or more.
+func (st Step) Buckets(tl profile.Timeline) []Bucket {
 	bpp := st.bytesPerParam()
 	if !st.Overlap {
-		return []bucket{{bytes: float64(tl.Params()) * bpp, readyMs: tl.BackwardMs}}
+		return []Bucket{{Bytes: float64(tl.Params()) * bpp, ReadyMs: tl.BackwardMs}}
 	}
-	var out []bucket
-	var cur bucket
+	var out []Bucket
+	var cur Bucket
 	for _, g := range tl.Grads {
-		cur.bytes += float64(g.Numel) * bpp
-		cur.readyMs = g.ReadyMs
-		if cur.bytes >= st.BucketBytes {
+		cur.Bytes += float64(g.Numel) * bpp
+		cur.ReadyMs = g.ReadyMs
+		if cur.Bytes >= st.BucketBytes {
 			out = append(out, cur)
-			cur = bucket{}
+			cur = Bucket{}
 		}
 	}
-	if cur.bytes > 0 {
+	if cur.Bytes > 0 {
 		out = append(out, cur)
 	}
 	return out
@@ -112,7 +114,7 @@ func Simulate(tl profile.Timeline, batch, n int, net Net, st Step) (Result, erro
 		return Result{}, fmt.Errorf("%w: design %q", ErrConfig, st.Design)
 	}
 	res := Result{N: n, OneGPUSec: tl.StepMs() / 1000}
-	bs := st.buckets(tl)
+	bs := st.Buckets(tl)
 	res.Buckets = len(bs)
 	fwd, bwd := tl.ForwardMs/1000, tl.BackwardMs/1000
 	var commEnd float64
@@ -145,7 +147,7 @@ func Simulate(tl profile.Timeline, batch, n int, net Net, st Step) (Result, erro
 // ringComm runs the buckets' all-reduces one after another, each starting when
 // its bucket is ready and the previous one is done. It returns when the last
 // finished and the bandwidth-bound share of the busy time.
-func (st Step) ringComm(bs []bucket, n, g int, net Net, fwd float64, res *Result) (end, bwSec float64) {
+func (st Step) ringComm(bs []Bucket, n, g int, net Net, fwd float64, res *Result) (end, bwSec float64) {
 	nodes := n / g
 	hier := st.Hierarchical && g > 1
 	var x float64
@@ -157,15 +159,15 @@ func (st Step) ringComm(bs []bucket, n, g int, net Net, fwd float64, res *Result
 	}
 	res.BytesPerSec, res.RateLimit = x, lim
 	for _, b := range bs {
-		start := max(end, fwd+b.readyMs/1000)
+		start := max(end, fwd+b.ReadyMs/1000)
 		var t float64
 		if hier {
-			intra := 2 * float64(g-1) / float64(g) * b.bytes / st.IntraBytesPerSec
-			ar := net.ringAllReduce(b.bytes, nodes, x, lim)
+			intra := 2 * float64(g-1) / float64(g) * b.Bytes / st.IntraBytesPerSec
+			ar := net.ringAllReduce(b.Bytes, nodes, x, lim)
 			t = intra + ar.Sec
 			bwSec += ar.BandwidthSec
 		} else {
-			ar := net.ringAllReduce(b.bytes, n, x, lim)
+			ar := net.ringAllReduce(b.Bytes, n, x, lim)
 			t = ar.Sec
 			bwSec += ar.BandwidthSec
 		}

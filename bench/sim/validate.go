@@ -13,6 +13,10 @@ import (
 // real ringtrain peers whose compute is the profile's timeline, with gradient
 // bytes and link rate both divided by Scale.
 type Emulated struct {
+	// Backend is how the peers were connected: "mem" (in one process over
+	// transport/mem, no transport CPU cost) or "quic-shaped" (processes over
+	// QUIC through tbf-shaped links).
+	Backend              string  `json:"backend"`
 	Model                string  `json:"model"`
 	N                    int     `json:"n"`
 	LinkBitsPerSec       float64 `json:"link_bits_per_s"` // the shaped rate actually used (already scaled down)
@@ -112,4 +116,63 @@ func FitShaped(name string, pts []ShapedPoint, goodput, cores float64) (Transpor
 // stream pair at 10 / 40 / 100 Mbit/s. A fresh slice on every call.
 func ShapedQUICPoints() []ShapedPoint {
 	return []ShapedPoint{{10e6, 0.11}, {40e6, 0.24}, {100e6, 0.39}}
+}
+
+// FitAlpha returns the per-chunk overhead in [0, maxAlpha] seconds that
+// minimises the sum of squared relative errors of Validate over runs, where
+// net(e) gives each run's network before alpha is set and prof(e) its
+// profile. A larger alpha only slows the simulated ring, so each run's error
+// falls monotonically in alpha and the sum of squares has one minimum; a
+// golden-section search finds it to within maxAlpha·1e-6.
+func FitAlpha(runs []Emulated, prof func(Emulated) (profile.Profile, error), net func(Emulated) (Net, error), maxAlpha float64) (float64, error) {
+	if len(runs) == 0 || !(maxAlpha > 0) {
+		return 0, fmt.Errorf("%w: fit alpha over %d runs up to %v s", ErrConfig, len(runs), maxAlpha)
+	}
+	cost := func(alpha float64) (float64, error) {
+		var sum float64
+		for _, e := range runs {
+			p, err := prof(e)
+			if err != nil {
+				return 0, err
+			}
+			n, err := net(e)
+			if err != nil {
+				return 0, err
+			}
+			n.Ring.AlphaSec = alpha
+			v, err := Validate(p, e, n)
+			if err != nil {
+				return 0, err
+			}
+			sum += v.RelErr * v.RelErr
+		}
+		return sum, nil
+	}
+	const phi = 0.6180339887498949
+	lo, hi := 0.0, maxAlpha
+	a, b := hi-phi*(hi-lo), lo+phi*(hi-lo)
+	fa, err := cost(a)
+	if err != nil {
+		return 0, err
+	}
+	fb, err := cost(b)
+	if err != nil {
+		return 0, err
+	}
+	for hi-lo > maxAlpha*1e-6 {
+		if fa <= fb {
+			hi, b, fb = b, a, fa
+			a = hi - phi*(hi-lo)
+			if fa, err = cost(a); err != nil {
+				return 0, err
+			}
+		} else {
+			lo, a, fa = a, b, fb
+			b = lo + phi*(hi-lo)
+			if fb, err = cost(b); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return (lo + hi) / 2, nil
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -76,5 +77,32 @@ func TestFitShaped(t *testing.T) {
 	}
 	if _, err := FitShaped("same", []ShapedPoint{pts[0], pts[0]}, 1, 2); !errors.Is(err, ErrConfig) {
 		t.Fatalf("same rate twice: %v", err)
+	}
+}
+
+func TestFitAlphaRecovers(t *testing.T) {
+	// Runs "measured" with a 40 µs per-chunk overhead are fitted back to it.
+	p := loadProfile(t, "resnet50")
+	const alpha = 40e-6
+	base := func(Emulated) (Net, error) { return Net{}, nil }
+	var runs []Emulated
+	for _, n := range []int{2, 4, 8} {
+		e := Emulated{Backend: "mem", Model: "resnet50", N: n, LinkBitsPerSec: 250e6, Scale: 100, ChunkBytes: 16 << 10, MeasuredImagesPerSec: 1}
+		v, err := Validate(p, e, Net{Ring: Ring{AlphaSec: alpha}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.MeasuredImagesPerSec = v.PredictedImagesPerSec
+		runs = append(runs, e)
+	}
+	got, err := FitAlpha(runs, func(Emulated) (profile.Profile, error) { return p, nil }, base, 1e-3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(got-alpha) > 1e-8 {
+		t.Fatalf("fitted alpha %v, want %v", got, alpha)
+	}
+	if _, err := FitAlpha(nil, nil, base, 1e-3); !errors.Is(err, ErrConfig) {
+		t.Fatalf("no runs: %v", err)
 	}
 }

@@ -60,6 +60,10 @@ type scalingOpts struct {
 	emuSteps    int
 	emuChunkKiB float64
 	fitAlpha    bool
+	perNode     int
+	hier        bool
+	intraGBs    float64
+	fp16        bool
 }
 
 func parseScaling(args []string) (scalingOpts, error) {
@@ -81,6 +85,10 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.reduceGBs, "reduce-gbs", sim.DefaultReduceBytesPerSec/1e9, "reduction kernel speed, GB/s")
 	fs.Float64Var(&o.bucketMB, "bucket-mb", 25, "fusion bucket size for bucketed overlap, MB")
 	fs.IntVar(&o.psServers, "ps-servers", 8, "parameter servers for the TF 0.8 design")
+	fs.IntVar(&o.perNode, "gpus-per-node", 1, "GPUs sharing one node's link and transport cores (ring; GPU counts must be multiples)")
+	fs.BoolVar(&o.hier, "hierarchical", false, "with --gpus-per-node > 1: reduce within the node first, ring across nodes")
+	fs.Float64Var(&o.intraGBs, "intra-gbs", sim.DefaultReduceBytesPerSec/1e9, "intra-node reduce-scatter/all-gather rate for --hierarchical, GB/s")
+	fs.BoolVar(&o.fp16, "fp16", false, "send fp16 gradients (2 bytes per parameter)")
 	fs.StringVar(&o.out, "out", "bench/results", "output directory for CSV, JSON and PNG")
 	fs.Float64Var(&o.target, "target", 0.10, "validation target, relative error")
 	fs.Float64Var(&o.emuCores, "emu-cores", 2, "cores of the emulating machine, shared by all peers (--validate)")
@@ -116,6 +124,9 @@ func parseScaling(args []string) (scalingOpts, error) {
 	}
 	if !(o.scale >= 1) || o.emuSteps < 1 || !(o.emuGbit > 0) {
 		return o, fmt.Errorf("--scale %v, --emu-steps %d, --emu-gbit %v: want scale ≥ 1, steps ≥ 1, rate > 0", o.scale, o.emuSteps, o.emuGbit)
+	}
+	if o.perNode < 1 {
+		return o, fmt.Errorf("--gpus-per-node %d", o.perNode)
 	}
 	if o.emuBackend != "mem" {
 		return o, fmt.Errorf("--emu-backend %q: only mem is built; QUIC peers in shaped namespaces come with bench allreduce's peers", o.emuBackend)

@@ -41,7 +41,7 @@ func (o scalingOpts) features() []feature {
 	}
 	perNode := func(hier bool) func(*sim.Net, *sim.Step) error {
 		return func(net *sim.Net, st *sim.Step) error {
-			st.GPUsPerNode, st.Hierarchical, st.IntraBytesPerSec = 4, hier, o.reduceGBs*1e9
+			st.GPUsPerNode, st.Hierarchical, st.IntraBytesPerSec = 4, hier, o.intraGBs*1e9
 			return nil
 		}
 	}

@@ -39,6 +39,9 @@ type simRow struct {
 	ChunkKiB     float64 `json:"chunk_kib"`
 	AlphaUS      float64 `json:"alpha_us"`
 	PSServers    int     `json:"ps_servers,omitempty"`
+	PerNode      int     `json:"gpus_per_node,omitempty"`
+	Hierarchical bool    `json:"hierarchical,omitempty"`
+	WireBytes    float64 `json:"grad_bytes_per_param"`
 }
 
 func gpuName(p profile.Profile) string {
@@ -53,6 +56,11 @@ func (o scalingOpts) step(design sim.Design, mode string) sim.Step {
 	st := sim.Step{Design: design}
 	if design == sim.DesignPS {
 		st.PSServers = o.psServers
+	} else {
+		st.GPUsPerNode, st.Hierarchical, st.IntraBytesPerSec = o.perNode, o.hier, o.intraGBs*1e9
+	}
+	if o.fp16 {
+		st.BytesPerParam = 2
 	}
 	if mode == "bucketed" {
 		st.Overlap, st.BucketBytes = true, o.bucketMB*1e6
@@ -87,7 +95,8 @@ func simulateGrid(ctx context.Context, o scalingOpts, profs []profile.Profile) (
 								N: n, StepMs: sig6(1000 * r.StepSec), OneGPUMs: sig6(1000 * r.OneGPUSec), ImagesPerSec: sig6(r.ImagesPerSec),
 								Efficiency: sig6(r.Efficiency), CommMs: sig6(1000 * r.CommSec), ExposedMs: sig6(1000 * r.ExposedSec),
 								RateGBs: sig6(r.BytesPerSec / 1e9), RateLimit: string(r.RateLimit), Limit: string(r.Limit),
-								Buckets: r.Buckets, ChunkKiB: o.chunkKiB, AlphaUS: o.alphaUS, PSServers: st.PSServers})
+								Buckets: r.Buckets, ChunkKiB: o.chunkKiB, AlphaUS: o.alphaUS, PSServers: st.PSServers,
+								PerNode: st.GPUsPerNode, Hierarchical: st.Hierarchical, WireBytes: wireBytes(st)})
 						}
 					}
 				}
@@ -95,6 +104,14 @@ func simulateGrid(ctx context.Context, o scalingOpts, profs []profile.Profile) (
 		}
 	}
 	return rows, nil
+}
+
+// wireBytes is the gradient's bytes per parameter on the wire.
+func wireBytes(st sim.Step) float64 {
+	if st.BytesPerParam > 0 {
+		return st.BytesPerParam
+	}
+	return 4
 }
 
 // sig6 rounds v to 6 significant digits, all the output files keep.
@@ -129,13 +146,14 @@ func writeRows(dir string, rows []simRow) error {
 	w := csv.NewWriter(f)
 	w.Write([]string{"gpu", "model", "batch_per_gpu", "design", "mode", "link_gbit", "transport_cores", "transport", "n",
 		"step_ms", "one_gpu_step_ms", "images_per_s", "efficiency", "comm_ms", "exposed_comm_ms", "node_rate_gb_per_s",
-		"rate_limit", "limit", "buckets", "chunk_kib", "alpha_us", "ps_servers"})
+		"rate_limit", "limit", "buckets", "chunk_kib", "alpha_us", "ps_servers", "gpus_per_node", "hierarchical",
+		"grad_bytes_per_param"})
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 	for _, r := range rows {
 		w.Write([]string{r.GPU, r.Model, strconv.Itoa(r.Batch), r.Design, r.Mode, ff(r.Gbit), ff(r.Cores), r.Transport,
 			strconv.Itoa(r.N), ff(r.StepMs), ff(r.OneGPUMs), ff(r.ImagesPerSec), ff(r.Efficiency), ff(r.CommMs),
 			ff(r.ExposedMs), ff(r.RateGBs), r.RateLimit, r.Limit, strconv.Itoa(r.Buckets), ff(r.ChunkKiB), ff(r.AlphaUS),
-			strconv.Itoa(r.PSServers)})
+			strconv.Itoa(r.PSServers), strconv.Itoa(r.PerNode), strconv.FormatBool(r.Hierarchical), ff(r.WireBytes)})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

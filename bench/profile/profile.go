@@ -66,6 +66,10 @@ type Tensor struct {
 	ReadyMs float64 `json:"ready_ms"`
 }
 
+// maxParams bounds a model's size (2^40 parameters) so that byte counts and
+// sums of tensor sizes cannot overflow int64.
+const maxParams = 1 << 40
+
 // readyToleranceMs allows event timestamps to land a little after the
 // recorded end of backward (they are taken on the same stream).
 const readyToleranceMs = 0.05
@@ -117,8 +121,8 @@ func (p *Profile) Validate() error {
 		return bad("empty model name")
 	case p.BatchPerGPU <= 0:
 		return bad("batch %d", p.BatchPerGPU)
-	case p.Params <= 0:
-		return bad("params %d", p.Params)
+	case p.Params <= 0 || p.Params > maxParams:
+		return bad("params %d outside (0, %d]", p.Params, int64(maxParams))
 	case p.GradBytesFP32 != 4*p.Params:
 		return bad("grad_bytes_fp32 %d != 4*params %d", p.GradBytesFP32, 4*p.Params)
 	case !pos(p.StepMs) || !pos(p.ForwardMs) || !pos(p.BackwardMs):
@@ -131,7 +135,7 @@ func (p *Profile) Validate() error {
 	seen := make(map[string]bool, len(p.GradReady))
 	for i, t := range p.GradReady {
 		switch {
-		case t.Numel <= 0:
+		case t.Numel <= 0 || t.Numel > p.Params:
 			return bad("tensor %d %q numel %d", i, t.Name, t.Numel)
 		case math.IsNaN(t.ReadyMs) || t.ReadyMs < 0 || t.ReadyMs > p.BackwardMs+readyToleranceMs:
 			return bad("tensor %d %q ready %v ms outside [0, %v]", i, t.Name, t.ReadyMs, p.BackwardMs)

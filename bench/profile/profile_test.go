@@ -82,6 +82,8 @@ func TestValidate(t *testing.T) {
 		{"out of order", func(p *Profile) { p.GradReady[0].ReadyMs = 6.01; p.GradReady[1].ReadyMs = 6 }},
 		{"duplicate", func(p *Profile) { p.GradReady[1].Name = "a" }},
 		{"too many elements", func(p *Profile) { p.GradReady[1].Numel = 7 }},
+		{"tensor larger than model", func(p *Profile) { p.GradReady[1].Numel = 1 << 62 }},
+		{"huge model", func(p *Profile) { p.Params = 1 << 62; p.GradBytesFP32 = 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := valid()
@@ -164,4 +166,32 @@ func TestDeriveP100(t *testing.T) {
 			t.Errorf("%s samples/s %v", p.Model, p.SamplesPerS)
 		}
 	}
+}
+
+// FuzzParse: any bytes either parse into profiles that pass Validate (and
+// give a timeline whose parameters add up) or fail with ErrInvalid; never a
+// panic.
+func FuzzParse(f *testing.F) {
+	f.Add(`{"gpu":"g","profiles":[{"model":"m","batch_per_gpu":2,"dtype":"fp32","params":10,"grad_bytes_fp32":40,` +
+		`"step_ms_median":10,"instrumented_forward_ms":4,"instrumented_backward_ms":6,` +
+		`"grad_ready":[{"name":"a","numel":4,"ready_ms":1},{"name":"b","numel":6,"ready_ms":6}]}]}`)
+	f.Add(`{"profiles":[{}]}`)
+	f.Add(`[`)
+	f.Fuzz(func(t *testing.T, in string) {
+		pf, err := Parse(strings.NewReader(in))
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		for _, p := range pf.Profiles {
+			if err := p.Validate(); err != nil {
+				t.Fatalf("parsed profile fails Validate: %v", err)
+			}
+			if tl := p.Timeline(); tl.Params() != p.Params {
+				t.Fatalf("timeline has %d params, profile %d", tl.Params(), p.Params)
+			}
+		}
+	})
 }

@@ -1,10 +1,13 @@
 // Command bench runs ringtrain's benchmarks. Usage: bench SUBCOMMAND [flags].
 //
-//	scaling   scaling curves from 8 to 100 GPUs (--simulate; see scaling.go)
+//	scaling   scaling curves from 8 to 100 GPUs: --simulate, --emulate,
+//	          --validate (see scaling.go and SCALING.md)
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -29,7 +32,9 @@ func main() {
 	err := cmds[os.Args[1]](ctx, os.Args[2:])
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+		}
 		os.Exit(1)
 	}
 }

@@ -367,48 +367,51 @@ func (c *conn) recv(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 
 // streamErr explains a failed stream read or write.
 func (c *conn) streamErr(ctx context.Context, tag transport.Tag, ts *tagState, err error) error {
+	c.mu.Lock()
+	ferr := c.failed[tag]
+	c.mu.Unlock()
+	if ferr != nil {
+		return ferr // aborted or refused: the recorded reason says why
+	}
 	if e := ctxOrDeadline(ctx, err); e != err {
 		return e
 	}
 	var se *quicgo.StreamError
-	if errors.As(err, &se) {
-		switch se.ErrorCode {
-		case codeAborted:
-			// The abort's reason travels on the control stream; give it
-			// a moment to arrive.
-			t := time.NewTimer(500 * time.Millisecond)
-			defer t.Stop()
-			for {
-				c.mu.Lock()
-				ferr := c.errLocked(tag)
-				ch := ts.notify
-				c.mu.Unlock()
-				if ferr != nil {
-					return ferr
-				}
-				select {
-				case <-ch:
-				case <-t.C:
-					return &transport.AbortError{By: c.peer, Reason: "aborted (reason not received)"}
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		case codeTooLarge:
-			return fmt.Errorf("%w: the peer's receive buffer was too small", transport.ErrMessageSize)
-		case codeEpoch:
+	if !errors.As(err, &se) {
+		return c.connErr(err)
+	}
+	if !se.Remote {
+		if se.ErrorCode == codeEpoch {
+			return fmt.Errorf("%w: epoch %d is below this endpoint's epoch %d", transport.ErrEpoch, tag.Epoch, c.e.epoch.Load())
+		}
+		return c.connErr(err)
+	}
+	switch se.ErrorCode {
+	case codeAborted, codeCanceled:
+		// The peer's abort reason travels on the control stream; give it
+		// a moment to arrive.
+		t := time.NewTimer(500 * time.Millisecond)
+		defer t.Stop()
+		for {
 			c.mu.Lock()
-			ferr := c.failed[tag]
+			ferr := c.errLocked(tag)
+			ch := ts.notify
 			c.mu.Unlock()
 			if ferr != nil {
 				return ferr
 			}
-			return fmt.Errorf("%w: peer refused epoch %d", transport.ErrEpoch, tag.Epoch)
-		case codeCanceled:
-			if se.Remote {
-				return &transport.AbortError{By: c.peer, Reason: "the peer cancelled the message"}
+			select {
+			case <-ch:
+			case <-t.C:
+				return &transport.AbortError{By: c.peer, Reason: "the peer cancelled the message (no reason received)"}
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
+	case codeTooLarge:
+		return fmt.Errorf("%w: the peer's receive buffer was too small", transport.ErrMessageSize)
+	case codeEpoch:
+		return fmt.Errorf("%w: peer refused epoch %d", transport.ErrEpoch, tag.Epoch)
 	}
 	return c.connErr(err)
 }

@@ -12,6 +12,12 @@ import (
 	"github.com/ringtrain/ringtrain/transport"
 )
 
+// headerTimeout bounds the wait for a data stream's header once QUIC has
+// announced the stream. Senders write the header right after opening the
+// stream, so only a broken peer (or a machine starved of CPU for this long)
+// hits it.
+const headerTimeout = 30 * time.Second
+
 // controlLoop reads the peer's control frames until the connection ends.
 func (c *conn) controlLoop() {
 	buf := make([]byte, wire.MaxControlSize)
@@ -79,7 +85,7 @@ func (c *conn) dataLoop() {
 		if err != nil {
 			return
 		}
-		s.SetReadDeadline(time.Now().Add(c.e.cfg.HandshakeTimeout))
+		s.SetReadDeadline(time.Now().Add(headerTimeout))
 		body, err := wire.ReadFrame(s, hbuf, wire.MaxHeaderSize)
 		if err != nil {
 			var se *quicgo.StreamError

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/collective/collectivetest"
 	"github.com/ringtrain/ringtrain/internal/secret"
 	"github.com/ringtrain/ringtrain/transport"
 	"github.com/ringtrain/ringtrain/transport/transporttest"
@@ -61,4 +62,10 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestCollectiveConformance runs the whole collective suite over QUIC on
+// 127.0.0.1.
+func TestCollectiveConformance(t *testing.T) {
+	collectivetest.Run(t, Factory, collectivetest.Options{MaxPeers: 16, Large: !testing.Short()})
 }

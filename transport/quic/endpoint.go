@@ -164,9 +164,14 @@ func (e *Endpoint) Close() error {
 		notify(ps)
 	}
 	e.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range conns {
-		c.close(codeClosed, "endpoint closed", transport.ErrClosed)
+		wg.Go(func() {
+			c.goodbye(e.cfg.Linger)
+			c.close(codeClosed, "endpoint closed", transport.ErrClosed)
+		})
 	}
+	wg.Wait()
 	e.cancel()
 	e.ln.Close()
 	err := e.tr.Close()

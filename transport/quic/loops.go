@@ -43,6 +43,13 @@ func (c *conn) controlLoop() {
 			c.mu.Unlock()
 		case *wire.Control_Error:
 			c.peerError(b.Error)
+		case *wire.Control_Goodbye:
+			c.mu.Lock()
+			c.peerBye, c.peerSent = true, b.Goodbye.DataStreams
+			c.drainedLocked()
+			c.mu.Unlock()
+		case *wire.Control_GoodbyeAck:
+			c.byeAckOnce.Do(func() { close(c.byeAckRecvd) })
 		case *wire.Control_Hello, *wire.Control_HelloAck:
 			c.violation("unexpected %T after the handshake", m.Body)
 			return
@@ -81,10 +88,16 @@ func (c *conn) dataLoop() {
 	hbuf := make([]byte, wire.MaxHeaderSize)
 	max := uint64(c.e.cfg.MaxMessage)
 	for {
+		c.mu.Lock()
+		c.drainedLocked()
+		c.mu.Unlock()
 		s, err := c.qc.AcceptUniStream(context.Background())
 		if err != nil {
 			return
 		}
+		c.mu.Lock()
+		c.accepted++
+		c.mu.Unlock()
 		s.SetReadDeadline(time.Now().Add(headerTimeout))
 		body, err := wire.ReadFrame(s, hbuf, wire.MaxHeaderSize)
 		if err != nil {

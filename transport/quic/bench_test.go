@@ -2,6 +2,7 @@ package quic
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -38,26 +39,56 @@ func report(b *testing.B, start time.Time, cpu0 float64, algBytes, wireBytes int
 	b.ReportMetric(0, "ns/op") // wall time per op is in algMB/s
 }
 
+// reportLoss reports the share of sent bytes QUIC declared lost: on
+// loopback, losses mean a socket buffer overflowed.
+func reportLoss(b *testing.B, conns ...*quicgo.Conn) {
+	var sent, lost uint64
+	for _, c := range conns {
+		st := c.ConnectionStats()
+		sent += st.BytesSent
+		lost += st.BytesLost
+	}
+	if sent > 0 {
+		b.ReportMetric(100*float64(lost)/float64(sent), "lost%")
+	}
+}
+
 var benchSizes = []int{16 << 20, 64 << 20}
 
-// BenchmarkRawQUIC is the baseline: quic-go streams between two endpoints
-// in this process, with the same TLS and window settings as the transport,
-// written and read in 256 KiB pieces. dirs=2 sends both ways at once (one
-// stream each way), like a 2-peer ring.
+// BenchmarkRawQUIC is the baseline: plain quic-go streams with the same TLS
+// and window settings as the transport, written and read in 256 KiB pieces,
+// no framing and no reduction. n=1: one stream from a to b. n>=2: a ring of
+// n endpoints in this process (one connection per neighbour pair), each
+// sending 2(n-1)/n*S bytes to its successor while receiving as much from its
+// predecessor: the bytes an n-peer ring all-reduce of S moves.
 func BenchmarkRawQUIC(b *testing.B) {
-	for _, dirs := range []int{1, 2} {
+	for _, n := range []int{1, 2, 4} {
 		for _, size := range benchSizes {
-			b.Run(fmt.Sprintf("dirs=%d/%dMiB", dirs, size>>20), func(b *testing.B) { benchRaw(b, dirs, size) })
+			b.Run(fmt.Sprintf("n=%d/%dMiB", n, size>>20), func(b *testing.B) { benchRaw(b, n, size) })
 		}
 	}
 }
 
-func rawPair(b *testing.B) (*quicgo.Conn, *quicgo.Conn) {
+// rawNode is one raw quic-go endpoint of the baseline.
+type rawNode struct {
+	id   string
+	tr   *quicgo.Transport
+	ln   *quicgo.Listener
+	node interface {
+		ClientConfig(string) *tls.Config
+	}
+}
+
+// rawLinks connects node i to node (i+1)%n (for n=1, a to b) and returns a
+// send stream and the matching receive stream per link.
+func rawLinks(b *testing.B, n int) ([]*quicgo.SendStream, []*quicgo.ReceiveStream, []*quicgo.Conn) {
 	cl := testCluster(b)
 	cfg, _ := Config{ID: "x", Cluster: cl}.withDefaults()
 	qconf := cfg.quicConfig()
-	qconf.MaxIncomingStreams = 10
-	listen := func(id string) (*quicgo.Transport, *quicgo.Listener) {
+	nodes := max(n, 2)
+	rn := make([]rawNode, nodes)
+	for i := range rn {
+		id := fmt.Sprintf("raw-%d", i)
 		node, err := cl.Node(id)
 		if err != nil {
 			b.Fatal(err)
@@ -72,35 +103,46 @@ func rawPair(b *testing.B) (*quicgo.Conn, *quicgo.Conn) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { ln.Close(); tr.Close(); udp.Close() })
-		return tr, ln
+		rn[i] = rawNode{id: id, tr: tr, ln: ln, node: node}
 	}
-	trA, _ := listen("a")
-	_, lnB := listen("b")
-	nodeA, _ := cl.Node("a")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	qa, err := trA.Dial(ctx, lnB.Addr(), nodeA.ClientConfig("b"), qconf)
-	if err != nil {
-		b.Fatal(err)
+	links := n
+	if n == 1 {
+		links = 1
 	}
-	qb, err := lnB.Accept(ctx)
-	if err != nil {
-		b.Fatal(err)
+	// One connection per unordered pair, as the transport keeps.
+	type pair struct{ dialer, acceptor *quicgo.Conn }
+	conns := map[[2]int]pair{}
+	var all []*quicgo.Conn
+	connect := func(i, j int) (*quicgo.Conn, *quicgo.Conn) {
+		key := [2]int{min(i, j), max(i, j)}
+		if p, ok := conns[key]; ok {
+			if i == key[0] {
+				return p.dialer, p.acceptor
+			}
+			return p.acceptor, p.dialer
+		}
+		d, err := rn[key[0]].tr.Dial(ctx, rn[key[1]].ln.Addr(), rn[key[0]].node.ClientConfig(rn[key[1]].id), qconf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, err := rn[key[1]].ln.Accept(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { d.CloseWithError(0, ""); a.CloseWithError(0, "") })
+		conns[key] = pair{d, a}
+		all = append(all, d, a)
+		if i == key[0] {
+			return d, a
+		}
+		return a, d
 	}
-	b.Cleanup(func() { qa.CloseWithError(0, ""); qb.CloseWithError(0, "") })
-	return qa, qb
-}
-
-func benchRaw(b *testing.B, dirs, size int) {
-	qa, qb := rawPair(b)
-	const piece = 256 << 10
-	// One long-lived stream per direction, as a transport without
-	// per-message framing would use.
-	type pipe struct {
-		w *quicgo.SendStream
-		r *quicgo.ReceiveStream
-	}
-	open := func(from, to *quicgo.Conn) pipe {
+	ws := make([]*quicgo.SendStream, links)
+	rs := make([]*quicgo.ReceiveStream, links)
+	for i := range links {
+		from, to := connect(i, (i+1)%nodes)
 		w, err := from.OpenUniStream()
 		if err != nil {
 			b.Fatal(err)
@@ -108,21 +150,29 @@ func benchRaw(b *testing.B, dirs, size int) {
 		if _, err := w.Write([]byte{0}); err != nil { // make the stream visible
 			b.Fatal(err)
 		}
-		r, err := to.AcceptUniStream(context.Background())
+		r, err := to.AcceptUniStream(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if _, err := io.ReadFull(r, make([]byte, 1)); err != nil {
 			b.Fatal(err)
 		}
-		return pipe{w, r}
+		ws[i], rs[i] = w, r
 	}
-	pipes := []pipe{open(qa, qb)}
-	if dirs == 2 {
-		pipes = append(pipes, open(qb, qa))
+	return ws, rs, all
+}
+
+func benchRaw(b *testing.B, n, size int) {
+	ws, rs, conns := rawLinks(b, n)
+	const piece = 256 << 10
+	perLink := size
+	factor := 1.0
+	if n > 1 {
+		factor = 2 * float64(n-1) / float64(n)
+		perLink = int(float64(size) * factor)
 	}
-	src := make([]byte, size)
-	dsts := make([][]byte, dirs)
+	src := make([]byte, perLink)
+	dsts := make([][]byte, len(rs))
 	for i := range dsts {
 		dsts[i] = make([]byte, piece)
 	}
@@ -131,30 +181,31 @@ func benchRaw(b *testing.B, dirs, size int) {
 	start, cpu0 := time.Now(), cpuSeconds(b)
 	for range b.N {
 		var wg sync.WaitGroup
-		for i, p := range pipes {
+		for i := range ws {
 			wg.Go(func() {
-				for off := 0; off < size; off += piece {
-					if _, err := p.w.Write(src[off : off+piece]); err != nil {
+				for off := 0; off < perLink; off += piece {
+					if _, err := ws[i].Write(src[off:min(off+piece, perLink)]); err != nil {
 						b.Error(err)
 						return
 					}
 				}
 			})
 			wg.Go(func() {
-				for got := 0; got < size; {
-					n, err := io.ReadFull(p.r, dsts[i][:min(piece, size-got)])
+				for got := 0; got < perLink; {
+					k, err := io.ReadFull(rs[i], dsts[i][:min(piece, perLink-got)])
 					if err != nil {
 						b.Error(err)
 						return
 					}
-					got += n
+					got += k
 				}
 			})
 		}
 		wg.Wait()
 	}
 	b.StopTimer()
-	report(b, start, cpu0, int64(size), int64(dirs*size), 1)
+	reportLoss(b, conns...)
+	report(b, start, cpu0, int64(size), int64(len(ws)*perLink), factor)
 }
 
 // BenchmarkAllReduce is ringtrain's all-reduce over this transport: n
@@ -215,6 +266,17 @@ func benchAllReduce(b *testing.B, n, size, chunk int) {
 		run()
 	}
 	b.StopTimer()
+	var conns []*quicgo.Conn
+	for _, e := range eps {
+		e.mu.Lock()
+		for _, ps := range e.peers {
+			if ps.conn != nil {
+				conns = append(conns, ps.conn.qc)
+			}
+		}
+		e.mu.Unlock()
+	}
+	reportLoss(b, conns...)
 	factor := 2 * float64(n-1) / float64(n)
 	report(b, start, cpu0, int64(size), int64(float64(n)*factor*float64(size)), factor)
 }

@@ -67,5 +67,11 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 // TestCollectiveConformance runs the whole collective suite over QUIC on
 // 127.0.0.1.
 func TestCollectiveConformance(t *testing.T) {
-	collectivetest.Run(t, Factory, collectivetest.Options{MaxPeers: 16, Large: !testing.Short()})
+	o := collectivetest.Options{MaxPeers: 16, Large: !testing.Short()}
+	if raceEnabled {
+		// Every ring size 1..16 under -race takes ~11 min on 2 cores;
+		// keep the edge cases (1, 2, odd, power of two, 16).
+		o.PeerCounts = []int{1, 2, 3, 4, 5, 8, 16}
+	}
+	collectivetest.Run(t, Factory, o)
 }

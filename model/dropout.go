@@ -9,16 +9,18 @@ import (
 // scales survivors by 1/(1-P) (inverted dropout); it is the identity at
 // evaluation time.
 //
-// Masks are a pure function of (seed, sample key, unit): the training loop
-// sets each sample's key (its global position in the data epoch) with
-// SetSampleKeys, so a sample gets the same mask whichever peer processes it.
-// That keeps an n-peer run identical to a single process with the global
-// batch, and leaves no random-generator state to synchronise. Without keys
-// the layer numbers samples with its own counter.
+// Masks are a pure function of (layer salt, sample key, unit): the training
+// loop sets each sample's key (derived from its data seed, data epoch and
+// position in that epoch) with SetSampleKeys, so a sample gets the same mask
+// whichever peer processes it. That keeps an n-peer run identical to a
+// single process with the global batch, and leaves no random-generator
+// state to synchronise. The salt is the layer's index in its model, so two
+// dropout layers draw independent masks. Without keys the layer numbers
+// samples with its own counter.
 type Dropout struct {
 	shape   Shape
 	p       float32
-	seed    uint64
+	salt    uint64
 	keys    []uint64
 	counter uint64
 	active  bool // the last Forward applied a mask
@@ -26,13 +28,13 @@ type Dropout struct {
 	y, dx   []float32
 }
 
-// DropoutSpec builds a dropout layer with drop probability p and mask seed.
-func DropoutSpec(p float64, seed uint64) Spec {
+// DropoutSpec builds a dropout layer with drop probability p.
+func DropoutSpec(p float64) Spec {
 	return func(in Shape) (Layer, error) {
 		if !(p >= 0 && p < 1) {
 			return nil, fmt.Errorf("model: dropout probability %v outside [0,1)", p)
 		}
-		return &Dropout{shape: append(Shape(nil), in...), p: float32(p), seed: seed}, nil
+		return &Dropout{shape: append(Shape(nil), in...), p: float32(p)}, nil
 	}
 }
 
@@ -76,7 +78,7 @@ func (d *Dropout) Forward(x []float32, n int, train bool) []float32 {
 			key = d.counter
 			d.counter++
 		}
-		base := splitmix64(d.seed ^ splitmix64(key))
+		base := splitmix64(d.salt ^ splitmix64(key))
 		mk := d.mask[i*m:][:m]
 		for j := range mk {
 			if splitmix64(base+uint64(j))>>40 >= threshold {

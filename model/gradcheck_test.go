@@ -107,8 +107,8 @@ func TestLayerGradients(t *testing.T) {
 		{"dense/xavier/flattened-input", DenseSpec(4, XavierUniform), Shape{2, 3, 2}, 2, true},
 		{"relu", ReLUSpec(), Shape{4, 5}, 3, true},
 		{"flatten", FlattenSpec(), Shape{2, 3, 3}, 2, true},
-		{"dropout/train", DropoutSpec(0.5, 9), Shape{40}, 3, true},
-		{"dropout/eval", DropoutSpec(0.5, 9), Shape{10}, 2, false},
+		{"dropout/train", DropoutSpec(0.5), Shape{40}, 3, true},
+		{"dropout/eval", DropoutSpec(0.5), Shape{10}, 2, false},
 		{"conv2d/3x3", Conv2DSpec(3, 3, 1, 0, HeNormal), Shape{2, 6, 5}, 2, true},
 		{"conv2d/pad/stride", Conv2DSpec(4, 3, 2, 1, HeNormal), Shape{3, 7, 6}, 2, true},
 		{"conv2d/5x5/one-channel", Conv2DSpec(2, 5, 1, 2, XavierUniform), Shape{1, 8, 8}, 3, true},
@@ -181,7 +181,7 @@ func TestModelGradient(t *testing.T) {
 		{"cnn", Shape{1, 10, 10}, []Spec{
 			Conv2DSpec(3, 3, 1, 1, HeNormal), ReLUSpec(), MaxPool2DSpec(2, 2),
 			Conv2DSpec(4, 3, 1, 0, HeNormal), ReLUSpec(), FlattenSpec(),
-			DenseSpec(7, HeNormal), ReLUSpec(), DropoutSpec(0.3, 5), DenseSpec(3, XavierUniform)}},
+			DenseSpec(7, HeNormal), ReLUSpec(), DropoutSpec(0.3), DenseSpec(3, XavierUniform)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -83,7 +83,7 @@ func TestFingerprint(t *testing.T) {
 // TestDropoutMaskIsKeyed: a sample's mask depends on its key only, not on
 // its position in the batch, and about p of the units are dropped.
 func TestDropoutMaskIsKeyed(t *testing.T) {
-	l, _ := DropoutSpec(0.25, 3)(Shape{1000})
+	l, _ := DropoutSpec(0.25)(Shape{1000})
 	d := l.(*Dropout)
 	x := make([]float32, 2000)
 	for i := range x {
@@ -168,7 +168,7 @@ func TestBadSpecs(t *testing.T) {
 		{"conv-flat-input", Shape{9}, Conv2DSpec(1, 3, 1, 0, HeNormal)},
 		{"conv-kernel-too-big", Shape{1, 3, 3}, Conv2DSpec(1, 5, 1, 0, HeNormal)},
 		{"pool-too-big", Shape{1, 2, 2}, MaxPool2DSpec(3, 1)},
-		{"dropout-p-1", Shape{3}, DropoutSpec(1, 0)},
+		{"dropout-p-1", Shape{3}, DropoutSpec(1)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

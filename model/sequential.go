@@ -42,6 +42,7 @@ func NewSequential(in Shape, specs ...Spec) (*Model, error) {
 		total += l.NumParams()
 		shape = l.OutShape()
 		if d, ok := l.(*Dropout); ok {
+			d.salt = splitmix64(uint64(i))
 			m.dropout = append(m.dropout, d)
 		}
 	}

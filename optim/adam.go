@@ -27,6 +27,8 @@ func (o *Adam) Name() string {
 
 func (o *Adam) Reset() { o.t, o.m, o.v = 0, nil, nil }
 
+func (o *Adam) StateLen() int { return len(o.m) }
+
 // Steps is the number of updates applied so far.
 func (o *Adam) Steps() uint64 { return o.t }
 

@@ -19,6 +19,9 @@ type Optimizer interface {
 	Update(params, grads []float32, lr float32) error
 	// Reset drops all state (moments, step count).
 	Reset()
+	// StateLen is the number of parameters the state is sized for, 0 while
+	// there is none.
+	StateLen() int
 	encoding.BinaryMarshaler
 	encoding.BinaryUnmarshaler
 }

@@ -27,6 +27,8 @@ func (o *SGD) Name() string {
 
 func (o *SGD) Reset() { o.v = nil }
 
+func (o *SGD) StateLen() int { return len(o.v) }
+
 func (o *SGD) Update(params, grads []float32, lr float32) error {
 	if err := checkLens(params, grads); err != nil {
 		return err

@@ -59,23 +59,32 @@ func (s *Set) Gather(order []int32, lo, hi int, x []float32, labels []uint8) {
 // train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
 // t10k-labels-idx1-ubyte from dir, each optionally gzipped (.gz).
 func MNIST(dir string) (train, test *Set, err error) {
+	if train, err = MNISTSplit(dir, "train"); err != nil {
+		return nil, nil, err
+	}
+	if test, err = MNISTSplit(dir, "t10k"); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
+// MNISTSplit loads one split, "train" (60000 samples) or "t10k" (10000),
+// from dir or, with dir empty, from the embedded copy.
+func MNISTSplit(dir, split string) (*Set, error) {
+	if split != "train" && split != "t10k" {
+		return nil, fmt.Errorf("data: unknown MNIST split %q (want train or t10k)", split)
+	}
 	var fsys fs.FS
 	if dir == "" {
 		sub, err := fs.Sub(embedded, "mnist")
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		fsys = sub
 	} else {
 		fsys = os.DirFS(dir)
 	}
-	if train, err = loadPair(fsys, "train"); err != nil {
-		return nil, nil, err
-	}
-	if test, err = loadPair(fsys, "t10k"); err != nil {
-		return nil, nil, err
-	}
-	return train, test, nil
+	return loadPair(fsys, split)
 }
 
 func openIDX(fsys fs.FS, name string) (*IDX, error) {

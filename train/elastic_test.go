@@ -14,7 +14,7 @@ import (
 // exactly once, the peers stay bitwise identical and the digest check
 // passes on both groups.
 func TestShrinkFourToThree(t *testing.T) {
-	set, _ := mnist(t)
+	set := mnist(t)
 	set = set.Subset(1000)
 	s := setup{tinyCNN, func() optim.Optimizer { return &optim.SGD{Momentum: 0.9} }, 0.05}
 	const b, before = 16, 7 // 7 steps × 64 = 448 samples with 4 peers
@@ -115,7 +115,7 @@ func TestShrinkFourToThree(t *testing.T) {
 // TestDigestNamesDivergentPeer: one peer's parameters are perturbed by one
 // ulp; every peer's check names that peer by rank and member ID.
 func TestDigestNamesDivergentPeer(t *testing.T) {
-	set, _ := mnist(t)
+	set := mnist(t)
 	set = set.Subset(100)
 	s := setup{tinyMLP, func() optim.Optimizer { return &optim.SGD{} }, 0.1}
 	cases := []struct {

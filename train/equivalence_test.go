@@ -21,7 +21,7 @@ const equivTol = 1e-5
 // 50 steps of 32 samples over a 1000-sample set cross a data epoch boundary
 // with an uneven tail (1000 = 31·32 + 8).
 func TestPeersEqualOneProcess(t *testing.T) {
-	set, _ := mnist(t)
+	set := mnist(t)
 	set = set.Subset(1000)
 	const steps, global = 50, 32
 	cases := []struct {

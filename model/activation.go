@@ -36,13 +36,14 @@ func (r *ReLU) Forward(x []float32, n int, _ bool) []float32 {
 func (r *ReLU) Backward(dy []float32, n int) []float32 {
 	m := n * r.shape.Size()
 	r.dx = grow(r.dx, m)
-	y := r.y[:m]
+	y, dx := r.y[:m], r.dx[:m]
 	for i, g := range dy[:m] {
-		if y[i] > 0 {
-			r.dx[i] = g
-		} else {
-			r.dx[i] = 0
+		// written so the compiler emits a conditional move: the sign of y
+		// is random, a branch would mispredict half the time
+		if y[i] <= 0 {
+			g = 0
 		}
+		dx[i] = g
 	}
 	return r.dx
 }

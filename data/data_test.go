@@ -45,10 +45,10 @@ func TestEmbeddedMNIST(t *testing.T) {
 }
 
 // TestMNISTDir: a directory of uncompressed IDX files loads to the same
-// data as the embedded gzipped copy.
+// data as the embedded gzipped copy, and a split missing there is an error.
 func TestMNISTDir(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"} {
+	for _, name := range []string{"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"} {
 		f, err := embedded.Open("mnist/" + name + ".gz")
 		if err != nil {
 			t.Fatal(err)
@@ -66,16 +66,22 @@ func TestMNISTDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	train, test, err := MNIST(dir)
+	test, err := MNISTSplit(dir, "t10k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	etrain, etest, _ := MNIST("")
-	if train.Len() != etrain.Len() || test.Len() != etest.Len() || train.Images[12345] != etrain.Images[12345] || test.Labels[999] != etest.Labels[999] {
+	etest, err := MNISTSplit("", "t10k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if test.Len() != etest.Len() || test.Images[123456] != etest.Images[123456] || test.Labels[999] != etest.Labels[999] {
 		t.Fatal("directory copy differs from embedded copy")
 	}
-	if _, _, err := MNIST(t.TempDir()); err == nil {
-		t.Fatal("empty directory accepted")
+	if _, _, err := MNIST(dir); err == nil {
+		t.Fatal("directory without the training split accepted")
+	}
+	if _, err := MNISTSplit("", "validation"); err == nil {
+		t.Fatal("unknown split accepted")
 	}
 }
 

@@ -77,7 +77,8 @@ func TestAccuracyMNIST(t *testing.T) {
 			parallel(t, peers, func(r int) error {
 				rc := RunConfig{Epochs: c.epochs, Test: test}
 				if r == 0 {
-					rc.OnEval = func(epoch uint64, e Eval) {
+					rc.OnEval = func(st StepStats, e Eval) {
+						epoch := st.Epoch
 						t.Logf("%s: epoch %d: test accuracy %.2f%% loss %.4f (%d samples), %.0f s elapsed",
 							c.name, epoch+1, 100*e.Accuracy, e.Loss, e.Samples, time.Since(start).Seconds())
 						best = max(best, e.Accuracy)

@@ -12,12 +12,14 @@ type RunConfig struct {
 	// Epochs: train until this many data epochs are complete.
 	Epochs int
 	// Test, when set, is evaluated (sharded over the peers) after every
-	// data epoch.
-	Test *data.Set
+	// data epoch, and every EvalEvery steps when that is positive.
+	Test      *data.Set
+	EvalEvery int
 	// OnStep and OnEval, when set, see every step's and evaluation's
-	// result; they run on the training goroutine.
+	// result (OnEval with the step after which it ran); they run on the
+	// training goroutine.
 	OnStep func(StepStats)
-	OnEval func(epoch uint64, e Eval)
+	OnEval func(after StepStats, e Eval)
 }
 
 // Run trains over a fixed communicator until RunConfig.Epochs data epochs
@@ -41,13 +43,14 @@ func (t *Trainer) Run(ctx context.Context, comm Comm, rc RunConfig) error {
 				return err
 			}
 		}
-		if st.EpochDone && rc.Test != nil {
+		periodic := rc.EvalEvery > 0 && t.step%uint64(rc.EvalEvery) == 0
+		if rc.Test != nil && (st.EpochDone || periodic) {
 			e, err := t.Evaluate(ctx, comm, rc.Test)
 			if err != nil {
 				return err
 			}
 			if rc.OnEval != nil {
-				rc.OnEval(st.Epoch, e)
+				rc.OnEval(st, e)
 			}
 		}
 	}

@@ -178,14 +178,23 @@ func TestRun(t *testing.T) {
 		tr := s.trainer(t, set, 16)
 		tr.cfg.DigestEvery = 5
 		return tr.Run(ctxT(t), gs[r], RunConfig{Epochs: 2, Test: test,
-			OnStep: func(StepStats) { steps[r]++ },
-			OnEval: func(_ uint64, e Eval) { evals[r] = append(evals[r], e) }})
+			OnStep:    func(StepStats) { steps[r]++ },
+			EvalEvery: 20,
+			OnEval:    func(_ StepStats, e Eval) { evals[r] = append(evals[r], e) }})
 	})
-	// 2000 / 64 = 31.25: 32 steps per epoch.
-	if steps[0] != 64 || len(evals[0]) != 2 {
-		t.Fatalf("%d steps, %d evaluations; want 64 and 2", steps[0], len(evals[0]))
+	// 2000 / 64 = 31.25: 32 steps per epoch; evaluations after steps 20,
+	// 32 (epoch end), 40, 60 and 64 (epoch end).
+	if steps[0] != 64 || len(evals[0]) != 5 {
+		t.Fatalf("%d steps, %d evaluations; want 64 and 5", steps[0], len(evals[0]))
 	}
-	if acc := evals[0][1].Accuracy; acc < 0.7 {
+	for r := 1; r < 4; r++ {
+		for i, e := range evals[r] {
+			if e != evals[0][i] {
+				t.Fatalf("rank %d evaluation %d: %+v, rank 0 %+v", r, i, e, evals[0][i])
+			}
+		}
+	}
+	if acc := evals[0][4].Accuracy; acc < 0.7 {
 		t.Errorf("accuracy after 2 epochs on 2000 samples: %.3f, want > 0.7", acc)
 	}
 }

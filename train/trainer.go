@@ -32,7 +32,10 @@ type Config struct {
 	// DigestEvery: Run compares parameter digests across peers every this
 	// many steps (0: never).
 	DigestEvery int
-	// EvalBatch is the evaluation minibatch (default 1000).
+	// EvalBatch is the evaluation minibatch (default 256). Layer buffers
+	// grow to the largest batch seen and stay, so a large evaluation batch
+	// costs memory for the rest of the run (the CNN's im2col buffers take
+	// about 0.25 MB per sample).
 	EvalBatch int
 }
 
@@ -65,7 +68,7 @@ func New(cfg Config) (*Trainer, error) {
 		return nil, fmt.Errorf("train: samples of %d values, model takes %v", cfg.Train.SampleSize(), cfg.Model.InShape())
 	}
 	if cfg.EvalBatch <= 0 {
-		cfg.EvalBatch = 1000
+		cfg.EvalBatch = 256
 	}
 	if cfg.Schedule == nil {
 		cfg.Schedule = optim.Constant{}

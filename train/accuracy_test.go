@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -73,7 +74,10 @@ func TestAccuracyMNIST(t *testing.T) {
 			}
 			start := time.Now()
 			best, reached := 0.0, 0
-			ctx := ctxT(t)
+			// The whole run's deadline; each collective still has its own
+			// (collective.Config.Timeout).
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
+			defer cancel()
 			parallel(t, peers, func(r int) error {
 				rc := RunConfig{Epochs: c.epochs, Test: test}
 				if r == 0 {

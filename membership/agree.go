@@ -17,8 +17,8 @@ type Step struct {
 	// step is not applied, so Done does not count it.
 	Done uint64
 	// Err is the step's error (its collective failed), nil if it completed.
-	// Peers named by a transport.OpError wrapping ErrPeerLost or a deadline
-	// are reported as suspects.
+	// A peer named by a transport.OpError wrapping ErrPeerLost is reported
+	// as a suspect.
 	Err error
 	// Leave announces a graceful leave: the next epoch excludes this node
 	// and Boundary returns Outcome.Left.
@@ -49,12 +49,16 @@ type agreement struct {
 	suspects   map[string]bool   // members reported lost in this epoch
 	seq        uint64            // this node's report counter
 	leaving    bool
+	// joinBackoff: newcomers that failed to acknowledge a proposal are
+	// not proposed again before the time given.
+	joinBackoff map[string]time.Time
 }
 
 func (a *agreement) init() {
 	a.reports = make(map[string]*msg)
 	a.consumed = make(map[string]uint64)
 	a.suspects = make(map[string]bool)
+	a.joinBackoff = make(map[string]time.Time)
 }
 
 // errNotMember reports a call that needs an epoch on a node without one.
@@ -128,6 +132,10 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 			if done || err != nil {
 				return out, err
 			}
+		case p := <-m.lost:
+			if a.epoch.Has(p) && p != m.cfg.ID {
+				a.suspects[p] = true
+			}
 		case <-tick.C:
 		case <-changed:
 		case <-ctx.Done():
@@ -142,7 +150,9 @@ func lostPeers(err error) []string {
 	if err == nil || !errors.As(err, &op) || op.Peer == "" {
 		return nil
 	}
-	if errors.Is(op.Err, transport.ErrPeerLost) || errors.Is(op.Err, context.DeadlineExceeded) {
+	// Only a definite loss counts: a timeout blames whichever neighbour
+	// a member waited on, often an innocent one further up the ring.
+	if errors.Is(op.Err, transport.ErrPeerLost) {
 		return []string{op.Peer}
 	}
 	return nil
@@ -218,6 +228,7 @@ func (m *Member) abandon() {
 // handle processes one control message in Boundary.
 func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool, error) {
 	a := &m.ag
+	delete(a.suspects, mm.From) // it just spoke: not lost
 	switch mm.Kind {
 	case kindReport:
 		for _, p := range mm.Lost {
@@ -344,7 +355,6 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 		if time.Since(start) < limit {
 			return Outcome{}, false, nil
 		}
-		m.log.Warn("members did not report: excluding them", "epoch", base.Number, "missing", missingIDs)
 		failure = true
 	}
 
@@ -352,7 +362,11 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 	var joiners []string
 	m.mu.Lock()
 	for _, p := range m.peers {
-		if p.Alive && p.State == StateJoining && !a.suspects[p.ID] && !slices.ContainsFunc(rep, func(r *msg) bool { return r.From == p.ID }) {
+		// Skip members of the current epoch in a failure round (their
+		// "joining" may be stale gossip from before the last commit), and
+		// newcomers that recently failed to acknowledge a proposal.
+		if p.Alive && p.State == StateJoining && !a.suspects[p.ID] && !(failure && base.Has(p.ID)) &&
+			time.Now().After(a.joinBackoff[p.ID]) && !slices.ContainsFunc(rep, func(r *msg) bool { return r.From == p.ID }) {
 			joiners = append(joiners, p.ID)
 		}
 	}
@@ -390,6 +404,9 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 	var members []string
 	for _, r := range stay {
 		members = append(members, r.From)
+	}
+	if len(missingIDs) > 0 {
+		m.log.Warn("members did not report: excluding them", "epoch", base.Number, "missing", missingIDs)
 	}
 	members = ringOrder(append(members, joiners...))
 	p := &msg{Kind: kindPropose, Proposer: m.cfg.ID, Members: members, Step: maxDone}
@@ -466,6 +483,11 @@ func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step
 			}
 		}
 		m.log.Info("proposal withdrawn", "epoch", p.Epoch, "unacknowledged", missing)
+		for _, id := range missing {
+			if !a.epoch.Has(id) {
+				a.joinBackoff[id] = time.Now().Add(4 * m.cfg.AckTimeout)
+			}
+		}
 		if a.promisedBy == m.cfg.ID && a.promisedN == p.Epoch {
 			a.promisedBy = ""
 		}

@@ -27,6 +27,7 @@ type Member struct {
 
 	inbox     chan *msg
 	metaDirty chan struct{} // wakes metaLoop to gossip new metadata
+	lost      chan string   // peers whose transport connection was lost
 
 	mu        sync.Mutex
 	meta      Meta
@@ -52,6 +53,7 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		log:       cfg.Logger.With("node", cfg.ID),
 		inbox:     make(chan *msg, 1024),
 		metaDirty: make(chan struct{}, 1),
+		lost:      make(chan string, 256),
 		peers:     make(map[string]*Peer),
 		receivers: make(map[string]bool),
 		changed:   make(chan struct{}),
@@ -247,7 +249,9 @@ func (m *Member) metaLoop() {
 			return
 		case <-m.metaDirty:
 		}
-		if err := m.ml.UpdateNode(m.cfg.Gossip.TCPTimeout); err != nil {
+		// The update is queued before UpdateNode waits; a short wait keeps
+		// Close prompt, and gossip spreads the update regardless.
+		if err := m.ml.UpdateNode(50 * time.Millisecond); err != nil {
 			m.log.Debug("gossip metadata update", "err", err)
 		}
 	}
@@ -317,6 +321,13 @@ func (m *Member) receive(peer string) {
 		if err != nil {
 			if m.ctx.Err() != nil || errors.Is(err, transport.ErrPeerLost) || errors.Is(err, transport.ErrClosed) {
 				m.log.Debug("control receiver ends", "peer", peer, "err", err)
+				if errors.Is(err, transport.ErrPeerLost) {
+					// The transport knows before gossip does.
+					select {
+					case m.lost <- peer:
+					default:
+					}
+				}
 				return
 			}
 			m.log.Warn("control receive", "peer", peer, "err", err)
@@ -438,3 +449,6 @@ func (d *delegate) check(n *memberlist.Node) error {
 	}
 	return nil
 }
+
+// Config returns the configuration the member runs with.
+func (m *Member) Config() Config { return m.cfg }

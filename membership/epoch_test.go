@@ -1,0 +1,258 @@
+package membership_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringtrain/ringtrain/membership"
+	"github.com/ringtrain/ringtrain/transport/mem"
+)
+
+func ids(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("n%02d", i)
+	}
+	return out
+}
+
+// startCluster starts n nodes from one seed and runs them until they train
+// in one epoch of all n.
+func startCluster(t *testing.T, c *cluster, n int) []*node {
+	t.Helper()
+	c.cfg = func(cfg *membership.Config) { cfg.MinMembers = n }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var nodes []*node
+	for _, id := range ids(n) {
+		nodes = append(nodes, c.add(ctx, id))
+	}
+	for _, nd := range nodes {
+		c.run(nd)
+	}
+	waitFor(t, fmt.Sprintf("%d nodes in one epoch", n), 30*time.Second, func() bool {
+		for _, nd := range nodes {
+			if len(nd.lastEpoch().Members) != n {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+func (n *node) stepsCopy() []stepRec {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.steps)
+}
+
+func TestFormAndJoin(t *testing.T) {
+	c := newCluster(t)
+	nodes := startCluster(t, c, 8)
+	first := nodes[0].lastEpoch()
+	for _, n := range nodes {
+		if e := n.lastEpoch(); e.Number != first.Number || !slices.Equal(e.Members, first.Members) {
+			t.Fatalf("%s runs epoch %+v, %s runs %+v", n.id, e, nodes[0].id, first)
+		}
+	}
+	waitFor(t, "training progress", 20*time.Second, func() bool { return maxDone(nodes...) >= 10 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	joinStart := time.Now()
+	newcomer := c.add(ctx, "n08")
+	c.run(newcomer)
+	all := append(slices.Clone(nodes), newcomer)
+	waitFor(t, "the newcomer trains", 30*time.Second, func() bool {
+		for _, n := range all {
+			if len(n.lastEpoch().Members) != 9 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("figure: join → every member in the 9-node epoch: %v", time.Since(joinStart).Round(time.Millisecond))
+	c.stopSoon(all, 10)
+	c.waitDone(all...)
+
+	admitted := newcomer.lastEpoch()
+	for _, n := range all {
+		if n.runErr != nil {
+			t.Errorf("%s: %v", n.id, n.runErr)
+		}
+		for _, s := range n.stepsCopy() {
+			if s.err != nil {
+				t.Errorf("%s: failed step in epoch %d: %v", n.id, s.epoch, s.err)
+			}
+			if s.epoch >= admitted.Number && s.size != 9 {
+				t.Errorf("%s: step in epoch %d had %d members, want 9", n.id, s.epoch, s.size)
+			}
+		}
+		if e := n.lastEpoch(); e.Number != admitted.Number || !slices.Equal(e.Members, admitted.Members) {
+			t.Errorf("%s ends in epoch %+v, newcomer in %+v", n.id, e, admitted)
+		}
+	}
+	if got := newcomer.stepsCopy(); len(got) == 0 {
+		t.Error("newcomer ran no step")
+	}
+	checkSame(t, all...)
+}
+
+func TestCrashDuringAllReduce(t *testing.T) {
+	cases := []struct {
+		name   string
+		victim int
+	}{
+		{"member", 3},
+		{"leader", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t)
+			nodes := startCluster(t, c, 6)
+			victim := nodes[tc.victim]
+			survivors := slices.Delete(slices.Clone(nodes), tc.victim, tc.victim+1)
+			at := maxDone(nodes...) + 5
+			victim.crashAt.Store(at)
+			waitFor(t, "the crash", 20*time.Second, func() bool { return victim.crashed.Load() })
+			crashAt := time.Now()
+			waitFor(t, "survivors' next epoch", 30*time.Second, func() bool {
+				for _, n := range survivors {
+					if e := n.lastEpoch(); len(e.Members) != len(survivors) {
+						return false
+					}
+				}
+				return true
+			})
+			t.Logf("figure: crash → survivors in their next epoch: %v", time.Since(crashAt).Round(time.Millisecond))
+			c.stopSoon(survivors, 10)
+			c.waitDone(survivors...)
+
+			next := survivors[0].lastEpoch()
+			if next.Has(victim.id) {
+				t.Fatalf("next epoch %+v still has %s", next, victim.id)
+			}
+			for _, n := range survivors {
+				if n.runErr != nil {
+					t.Errorf("%s: %v", n.id, n.runErr)
+				}
+				if e := n.lastEpoch(); e.Number != next.Number || !slices.Equal(e.Members, next.Members) {
+					t.Errorf("%s ends in %+v, %s in %+v", n.id, e, survivors[0].id, next)
+				}
+				failed := 0
+				for _, s := range n.stepsCopy() {
+					if s.err == nil {
+						continue
+					}
+					failed++
+					if !strings.Contains(s.err.Error(), victim.id) {
+						t.Errorf("%s: step error does not name %s: %v", n.id, victim.id, s.err)
+					}
+					if s.epoch >= next.Number {
+						t.Errorf("%s: failed step in the survivors' epoch %d: %v", n.id, s.epoch, s.err)
+					}
+				}
+				if failed == 0 {
+					t.Errorf("%s: no step failed although %s crashed during an all-reduce", n.id, victim.id)
+				}
+			}
+			checkSame(t, survivors...)
+			if t.Failed() {
+				dumpSteps(t, nodes...)
+			}
+		})
+	}
+}
+
+func TestGracefulLeave(t *testing.T) {
+	c := newCluster(t)
+	nodes := startCluster(t, c, 5)
+	leaver := nodes[2]
+	leaver.leaveAt.Store(maxDone(nodes...) + 5)
+	c.waitDone(leaver)
+	if leaver.runErr != nil {
+		t.Fatalf("leaver: %v", leaver.runErr)
+	}
+	stay := slices.Delete(slices.Clone(nodes), 2, 3)
+	waitFor(t, "progress after the leave", 20*time.Second, func() bool { return maxDone(stay...) >= leaver.done+5 })
+	c.stopSoon(stay, 5)
+	c.waitDone(stay...)
+	for _, n := range nodes {
+		for _, s := range n.stepsCopy() {
+			if s.err != nil {
+				t.Errorf("%s: failed step in epoch %d: %v", n.id, s.epoch, s.err)
+			}
+		}
+	}
+	for _, n := range stay {
+		if n.runErr != nil {
+			t.Errorf("%s: %v", n.id, n.runErr)
+		}
+		if e := n.lastEpoch(); len(e.Members) != 4 || e.Has(leaver.id) {
+			t.Errorf("%s ends in %+v", n.id, e)
+		}
+	}
+	checkSame(t, stay...)
+}
+
+func TestPartitionMinorityWaits(t *testing.T) {
+	c := newCluster(t)
+	c.opTime = time.Second
+	nodes := startCluster(t, c, 5)
+	major, minor := nodes[:3], nodes[3:]
+	waitFor(t, "progress", 20*time.Second, func() bool { return maxDone(nodes...) >= 5 })
+
+	setPartition := func(groups map[string]int) {
+		c.part.mu.Lock()
+		c.part.group = groups
+		c.part.mu.Unlock()
+		for _, a := range major {
+			for _, b := range minor {
+				c.net.SetLink(a.id, b.id, mem.Link{Drop: groups != nil})
+			}
+		}
+	}
+	setPartition(map[string]int{"n00": 0, "n01": 0, "n02": 0, "n03": 1, "n04": 1})
+	cut := maxDone(nodes...)
+	waitFor(t, "the majority's epoch", 30*time.Second, func() bool {
+		for _, n := range major {
+			if len(n.lastEpoch().Members) != 3 {
+				return false
+			}
+		}
+		return maxDone(major...) >= cut+10
+	})
+	for _, n := range minor {
+		if e := n.lastEpoch(); len(e.Members) != 5 {
+			t.Errorf("minority node %s moved to epoch %+v", n.id, e)
+		}
+		if d := maxDone(n); d > cut+1 {
+			t.Errorf("minority node %s applied %d steps after the cut at %d", n.id, d, cut)
+		}
+	}
+
+	healAt := time.Now()
+	setPartition(nil)
+	waitFor(t, "all five in one epoch after the heal", 40*time.Second, func() bool {
+		for _, n := range nodes {
+			if len(n.lastEpoch().Members) != 5 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("figure: heal → all five in one epoch: %v", time.Since(healAt).Round(time.Millisecond))
+	c.stopSoon(nodes, 5)
+	c.waitDone(nodes...)
+	for _, n := range nodes {
+		if n.runErr != nil {
+			t.Errorf("%s: %v", n.id, n.runErr)
+		}
+	}
+	checkSame(t, nodes...)
+}

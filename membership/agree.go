@@ -485,7 +485,7 @@ func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step
 		m.log.Info("proposal withdrawn", "epoch", p.Epoch, "unacknowledged", missing)
 		for _, id := range missing {
 			if !a.epoch.Has(id) {
-				a.joinBackoff[id] = time.Now().Add(4 * m.cfg.AckTimeout)
+				a.joinBackoff[id] = time.Now().Add(m.cfg.AckTimeout)
 			}
 		}
 		if a.promisedBy == m.cfg.ID && a.promisedN == p.Epoch {

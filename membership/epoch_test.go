@@ -76,7 +76,8 @@ func TestFormAndJoin(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("figure: join → every member in the 9-node epoch: %v", time.Since(joinStart).Round(time.Millisecond))
+	t.Logf("figure: join (New of the 9th node) → every member runs the 9-node epoch: %v",
+		latest(t, joinStart, all, func(e membership.Epoch) bool { return len(e.Members) == 9 }).Round(time.Millisecond))
 	c.stopSoon(all, 10)
 	c.waitDone(all...)
 
@@ -120,7 +121,6 @@ func TestCrashDuringAllReduce(t *testing.T) {
 			at := maxDone(nodes...) + 5
 			victim.crashAt.Store(at)
 			waitFor(t, "the crash", 20*time.Second, func() bool { return victim.crashed.Load() })
-			crashAt := time.Now()
 			waitFor(t, "survivors' next epoch", 30*time.Second, func() bool {
 				for _, n := range survivors {
 					if e := n.lastEpoch(); len(e.Members) != len(survivors) {
@@ -129,7 +129,11 @@ func TestCrashDuringAllReduce(t *testing.T) {
 				}
 				return true
 			})
-			t.Logf("figure: crash → survivors in their next epoch: %v", time.Since(crashAt).Round(time.Millisecond))
+			victim.mu.Lock()
+			crashAt := victim.crashAt2
+			victim.mu.Unlock()
+			t.Logf("figure: crash → every survivor runs the next epoch: %v",
+				latest(t, crashAt, survivors, func(e membership.Epoch) bool { return !e.Has(victim.id) }).Round(time.Millisecond))
 			c.stopSoon(survivors, 10)
 			c.waitDone(survivors...)
 
@@ -246,7 +250,8 @@ func TestPartitionMinorityWaits(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("figure: heal → all five in one epoch: %v", time.Since(healAt).Round(time.Millisecond))
+	t.Logf("figure: heal → all five run one epoch: %v",
+		latest(t, healAt, nodes, func(e membership.Epoch) bool { return len(e.Members) == 5 && e.Number > 1 }).Round(time.Millisecond))
 	c.stopSoon(nodes, 5)
 	c.waitDone(nodes...)
 	for _, n := range nodes {

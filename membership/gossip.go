@@ -436,7 +436,7 @@ func (d *delegate) check(n *memberlist.Node) error {
 	}
 	var meta Meta
 	if err := meta.UnmarshalBinary(n.Meta); err != nil {
-		return fmt.Errorf("membership: node %s refuses peer %s: %w", d.m.cfg.ID, n.Name, err)
+		return fmt.Errorf("refusing peer %s: %w", n.Name, err)
 	}
 	if meta.ID != n.Name {
 		return fmt.Errorf("%w: peer %s advertises node ID %s", ErrIncompatible, n.Name, meta.ID)
@@ -445,7 +445,7 @@ func (d *delegate) check(n *memberlist.Node) error {
 	self := d.m.meta
 	d.m.mu.Unlock()
 	if err := compatible(self, meta); err != nil {
-		return fmt.Errorf("membership: node %s refuses peer %s: %w", d.m.cfg.ID, n.Name, err)
+		return fmt.Errorf("refusing peer %s: %w", n.Name, err)
 	}
 	return nil
 }

@@ -126,6 +126,8 @@ type node struct {
 	hasState bool
 	steps    []stepRec
 	epochs   []membership.Epoch
+	epochAt  []time.Time // when each epoch was returned by Boundary
+	crashAt2 time.Time   // when crash was called
 
 	leaveAt  atomic.Uint64 // leave at the boundary after this many steps
 	crashAt  atomic.Uint64 // crash during the step after this many steps
@@ -279,6 +281,7 @@ func (c *cluster) loop(ctx context.Context, n *node) error {
 			}
 			n.mu.Lock()
 			n.epochs = append(n.epochs, out.Epoch)
+			n.epochAt = append(n.epochAt, time.Now())
 			n.hasState = true
 			n.mu.Unlock()
 		}
@@ -336,6 +339,9 @@ var errCrashed = errors.New("crashed")
 
 // crash makes n vanish: gossip stops without leaving and its endpoint dies.
 func (c *cluster) crash(n *node) {
+	n.mu.Lock()
+	n.crashAt2 = time.Now()
+	n.mu.Unlock()
 	if n.crashed.Swap(true) {
 		return
 	}
@@ -406,4 +412,31 @@ func (c *cluster) stopSoon(nodes []*node, extra uint64) uint64 {
 	at := maxDone(nodes...) + extra
 	c.stopAt.Store(at)
 	return at
+}
+
+// firstEpochAt returns when n first ran an epoch satisfying cond.
+func (n *node) firstEpochAt(cond func(membership.Epoch) bool) (time.Time, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i, e := range n.epochs {
+		if cond(e) {
+			return n.epochAt[i], true
+		}
+	}
+	return time.Time{}, false
+}
+
+// latest returns the latest time at which every node ran an epoch
+// satisfying cond, measured from start.
+func latest(t *testing.T, start time.Time, nodes []*node, cond func(membership.Epoch) bool) time.Duration {
+	t.Helper()
+	var d time.Duration
+	for _, n := range nodes {
+		at, ok := n.firstEpochAt(cond)
+		if !ok {
+			t.Fatalf("%s never ran such an epoch", n.id)
+		}
+		d = max(d, at.Sub(start))
+	}
+	return d
 }

@@ -39,19 +39,27 @@ type Outcome struct {
 // agreement is the epoch protocol's state. Only Boundary's goroutine
 // touches it.
 type agreement struct {
-	epoch      Epoch
-	seen       uint64 // highest epoch or proposal number heard of
-	promisedN  uint64 // proposal number acknowledged
-	promisedBy string
-	lastCommit *msg              // resent to members that missed it
-	reports    map[string]*msg   // latest report per member (coordinator)
-	consumed   map[string]uint64 // Seq of the last report answered per member
-	suspects   map[string]bool   // members reported lost in this epoch
-	seq        uint64            // this node's report counter
-	leaving    bool
+	epoch Epoch
+	seen  uint64 // highest epoch or proposal number heard of
+	// The promise: the proposal this node acknowledged last. While it
+	// is held (promisedBy != "") for the current epoch, no other proposal
+	// replacing that epoch is acknowledged, and a commit is applied only
+	// if it is the promised proposal.
+	promisedN    uint64
+	promisedBy   string
+	promisedBase uint64
+	promisedAt   time.Time
+	lastCommit   *msg              // resent to members that missed it
+	reports      map[string]*msg   // latest report per member (coordinator)
+	consumed     map[string]uint64 // Seq of the last report answered per member
+	suspects     map[string]bool   // members reported lost in this epoch
+	seq          uint64            // this node's report counter
+	leaving      bool
 	// joinBackoff: newcomers that failed to acknowledge a proposal are
 	// not proposed again before the time given.
 	joinBackoff map[string]time.Time
+	// joinReq: when each node without an epoch last asked to join.
+	joinReq map[string]time.Time
 }
 
 func (a *agreement) init() {
@@ -59,6 +67,7 @@ func (a *agreement) init() {
 	a.consumed = make(map[string]uint64)
 	a.suspects = make(map[string]bool)
 	a.joinBackoff = make(map[string]time.Time)
+	a.joinReq = make(map[string]time.Time)
 }
 
 // errNotMember reports a call that needs an epoch on a node without one.
@@ -93,7 +102,12 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 	}
 	tick := time.NewTicker(m.cfg.ResendInterval / 2)
 	defer tick.Stop()
-	var lastSend time.Time
+	var (
+		lastSend  time.Time
+		lastCoord string
+		lastEpoch = a.epoch.Number
+	)
+	resend := m.cfg.ResendInterval // doubles while nobody answers
 	start := time.Now()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -104,17 +118,33 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 			done bool
 			err  error
 		)
+		if a.epoch.Number != lastEpoch {
+			// Abandoned or excluded (or admitted): speak up at once.
+			lastEpoch, lastSend, resend = a.epoch.Number, time.Time{}, m.cfg.ResendInterval
+		}
 		switch {
 		case a.epoch.Number == 0:
 			if a.leaving {
 				return Outcome{Left: true}, nil
 			}
 			out, done, err = m.tryForm(ctx, &cur)
+			if !done && err == nil && time.Since(lastSend) >= resend {
+				// Ask to be admitted: every active peer hears it, the
+				// coordinator of the current epoch acts on it.
+				if !lastSend.IsZero() {
+					resend = min(2*resend, 8*m.cfg.ResendInterval)
+				}
+				lastSend = time.Now()
+				m.requestJoin(ctx, &cur)
+			}
 		case m.coordinator() == m.cfg.ID:
 			out, done, err = m.coordinate(ctx, &cur, start)
-		case time.Since(lastSend) >= m.cfg.ResendInterval:
-			lastSend = time.Now()
+		case time.Since(lastSend) >= resend || m.coordinator() != lastCoord:
 			coord := m.coordinator()
+			if !lastSend.IsZero() && coord == lastCoord {
+				resend = min(2*resend, 8*m.cfg.ResendInterval)
+			}
+			lastSend, lastCoord = time.Now(), coord
 			if err := m.send(ctx, coord, m.report(&cur), m.cfg.ResendInterval); err != nil {
 				m.log.Debug("report", "coordinator", coord, "err", err)
 			}
@@ -238,6 +268,9 @@ func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool,
 		}
 		a.seen = max(a.seen, mm.Promised)
 		switch {
+		case mm.Epoch == 0:
+			// A join request from a node without an epoch.
+			a.joinReq[mm.From] = time.Now()
 		case mm.Epoch == a.epoch.Number && a.epoch.Number != 0:
 			if old := a.reports[mm.From]; (old == nil || old.Seq < mm.Seq) && mm.Seq > a.consumed[mm.From] {
 				a.reports[mm.From] = mm
@@ -250,7 +283,7 @@ func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool,
 		m.onPropose(ctx, mm)
 	case kindAbort:
 		if a.promisedN == mm.Epoch && a.promisedBy == mm.Proposer {
-			a.promisedBy = ""
+			a.promisedBy = "" // withdrawn: it will never commit
 		}
 	case kindCommit:
 		if mm.Epoch > a.epoch.Number {
@@ -266,17 +299,32 @@ func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool,
 	return Outcome{}, false, nil
 }
 
-// onPropose acknowledges a proposal unless this node already promised
-// another one with an equal or higher number.
+// onPropose acknowledges a proposal if it replaces this node's current
+// epoch (or admits a node without one), carries a higher number than any
+// promise, and no other proposal is promised: a node acknowledges at most
+// one proposal per epoch it leaves. A promise ends when its proposer
+// withdraws it, when its epoch is replaced, or when the proposer is lost
+// and twice AckTimeout passed without a commit.
 func (m *Member) onPropose(ctx context.Context, p *msg) {
 	a := &m.ag
 	reply := &msg{Kind: kindAck, Epoch: p.Epoch, Proposer: p.Proposer}
-	if p.Epoch > a.epoch.Number && (p.Epoch > a.promisedN || (p.Epoch == a.promisedN && (a.promisedBy == p.Proposer || a.promisedBy == ""))) {
-		a.promisedN, a.promisedBy = p.Epoch, p.Proposer
+	same := a.promisedN == p.Epoch && a.promisedBy == p.Proposer
+	held := a.promisedBy != "" && a.promisedBase == a.epoch.Number && !same
+	if held && time.Since(a.promisedAt) > 2*m.cfg.AckTimeout && (a.suspects[a.promisedBy] || !m.alive(a.promisedBy)) {
+		held = false
+	}
+	ok := p.Epoch > a.epoch.Number &&
+		(a.epoch.Number == 0 || p.Base == a.epoch.Number) &&
+		(same || (p.Epoch > a.promisedN && !held))
+	if ok {
+		if !same {
+			a.promisedN, a.promisedBy, a.promisedBase, a.promisedAt = p.Epoch, p.Proposer, a.epoch.Number, time.Now()
+		}
 		reply.Flags = flagOK
 	} else {
 		reply.Promised = max(a.promisedN, a.epoch.Number)
 		reply.Source = a.promisedBy
+		reply.Base = a.epoch.Number
 	}
 	a.seen = max(a.seen, p.Epoch)
 	if err := m.send(ctx, p.From, reply, m.cfg.AckTimeout); err != nil {
@@ -310,11 +358,30 @@ func (m *Member) tryForm(ctx context.Context, cur *Step) (Outcome, bool, error) 
 	if active || cands[0] != m.cfg.ID || len(cands) < m.cfg.MinMembers || !settled {
 		return Outcome{}, false, nil
 	}
+	if a.promisedBy != "" && a.promisedBy != m.cfg.ID {
+		return Outcome{}, false, nil // we acknowledged another proposal
+	}
 	p := &msg{Kind: kindPropose, Epoch: max(a.seen, a.promisedN) + 1, Proposer: m.cfg.ID, Members: cands, Step: cur.Done, Source: m.cfg.ID}
 	for i := 1; i < len(cands); i++ {
 		p.Targets = append(p.Targets, uint32(i))
 	}
 	return m.propose(ctx, p, cands, cur)
+}
+
+// requestJoin sends a join request (a report without an epoch) to every
+// live peer that gossip says is active.
+func (m *Member) requestJoin(ctx context.Context, cur *Step) {
+	var to []string
+	m.mu.Lock()
+	for _, p := range m.peers {
+		if p.Alive && p.State == StateActive {
+			to = append(to, p.ID)
+		}
+	}
+	m.mu.Unlock()
+	if len(to) > 0 {
+		m.sendAll(ctx, to, m.report(cur), m.cfg.ResendInterval)
+	}
 }
 
 // coordinate runs one decision round as the coordinator of the current
@@ -352,25 +419,34 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 		if failure {
 			limit = m.cfg.FailureWait
 		}
+		if m.newerEpochElsewhere() {
+			// The members we wait for already run a newer epoch
+			// without us (gossip briefly called us dead, or we were
+			// cut off): rejoin instead of waiting for them.
+			m.abandon()
+			return Outcome{}, false, nil
+		}
 		if time.Since(start) < limit {
 			return Outcome{}, false, nil
 		}
 		failure = true
 	}
 
-	// Newcomers: live compatible nodes waiting for admission.
+	// Newcomers: nodes that asked to join recently, that gossip sees
+	// alive, and that did not just fail to acknowledge a proposal. Gossip
+	// state alone is not enough: a node's metadata may lag behind its
+	// leave or its admission.
 	var joiners []string
-	m.mu.Lock()
-	for _, p := range m.peers {
-		// Skip members of the current epoch in a failure round (their
-		// "joining" may be stale gossip from before the last commit), and
-		// newcomers that recently failed to acknowledge a proposal.
-		if p.Alive && p.State == StateJoining && !a.suspects[p.ID] && !(failure && base.Has(p.ID)) &&
-			time.Now().After(a.joinBackoff[p.ID]) && !slices.ContainsFunc(rep, func(r *msg) bool { return r.From == p.ID }) {
-			joiners = append(joiners, p.ID)
+	fresh := 3 * 8 * m.cfg.ResendInterval
+	for id, at := range a.joinReq {
+		switch {
+		case time.Since(at) > fresh || !m.alive(id):
+			delete(a.joinReq, id)
+		case !base.Has(id) && time.Now().After(a.joinBackoff[id]):
+			joiners = append(joiners, id)
 		}
 	}
-	m.mu.Unlock()
+	slices.Sort(joiners)
 
 	var stay []*msg
 	maxDone := uint64(0)
@@ -409,7 +485,12 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 		m.log.Warn("members did not report: excluding them", "epoch", base.Number, "missing", missingIDs)
 	}
 	members = ringOrder(append(members, joiners...))
-	p := &msg{Kind: kindPropose, Proposer: m.cfg.ID, Members: members, Step: maxDone}
+	if a.promisedBy != "" && a.promisedBy != m.cfg.ID && a.promisedBase == base.Number {
+		// We acknowledged someone else's proposal for this epoch: wait
+		// for its commit (or its withdrawal).
+		return Outcome{}, false, nil
+	}
+	p := &msg{Kind: kindPropose, Base: base.Number, Proposer: m.cfg.ID, Members: members, Step: maxDone}
 	n := max(a.epoch.Number, a.seen, a.promisedN)
 	for _, r := range rep {
 		n = max(n, r.Promised)
@@ -442,14 +523,14 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 // caller retries later with a higher number.
 func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step) (Outcome, bool, error) {
 	a := &m.ag
-	a.promisedN, a.promisedBy = p.Epoch, m.cfg.ID
+	a.promisedN, a.promisedBy, a.promisedBase, a.promisedAt = p.Epoch, m.cfg.ID, a.epoch.Number, time.Now()
 	a.seen = max(a.seen, p.Epoch)
 	m.log.Debug("propose", "epoch", p.Epoch, "members", p.Members)
 	acks := map[string]bool{m.cfg.ID: true}
 	m.sendAll(ctx, p.Members, p, m.cfg.AckTimeout)
 	timer := time.NewTimer(m.cfg.AckTimeout)
 	defer timer.Stop()
-	refused := false
+	refused, behind := false, false
 	for !refused && !allIn(p.Members, acks) {
 		select {
 		case <-ctx.Done():
@@ -463,6 +544,9 @@ func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step
 				} else {
 					a.seen = max(a.seen, mm.Promised)
 					refused = true
+					if mm.Base > a.epoch.Number && a.epoch.Number != 0 {
+						behind = true // a member already runs a newer epoch
+					}
 				}
 				continue
 			}
@@ -492,6 +576,9 @@ func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step
 			a.promisedBy = ""
 		}
 		m.sendAll(m.ctx, p.Members, &msg{Kind: kindAbort, Epoch: p.Epoch, Proposer: m.cfg.ID}, m.cfg.ResendInterval)
+		if behind {
+			m.abandon()
+		}
 		return Outcome{}, false, nil
 	}
 	c := *p
@@ -512,15 +599,20 @@ func allIn(ids []string, set map[string]bool) bool {
 // apply installs a committed epoch and runs the state sync it prescribes.
 func (m *Member) apply(ctx context.Context, c *msg, cur *Step) (Outcome, bool, error) {
 	a := &m.ag
+	member := slices.Contains(c.Members, m.cfg.ID)
+	if member && (a.promisedN != c.Epoch || a.promisedBy != c.Proposer) {
+		// Not the proposal we acknowledged (we moved on to another):
+		// ignore it; its members notice when we do not take part.
+		m.log.Warn("ignoring commit we did not promise", "epoch", c.Epoch, "proposer", c.Proposer)
+		return Outcome{}, false, nil
+	}
 	a.seen = max(a.seen, c.Epoch)
 	a.lastCommit = c
-	if a.promisedN < c.Epoch {
-		a.promisedN, a.promisedBy = c.Epoch, c.Proposer
-	}
+	a.promisedN, a.promisedBy = max(a.promisedN, c.Epoch), ""
 	clear(a.reports)
 	clear(a.consumed)
 	clear(a.suspects)
-	if !slices.Contains(c.Members, m.cfg.ID) {
+	if !member {
 		if a.leaving {
 			m.log.Info("left", "epoch", c.Epoch)
 			a.epoch = Epoch{}

@@ -205,11 +205,34 @@ func TestGracefulLeave(t *testing.T) {
 }
 
 func TestPartitionMinorityWaits(t *testing.T) {
+	cases := []struct {
+		name         string
+		major, minor []int
+	}{
+		{"leader in majority", []int{0, 1, 2}, []int{3, 4}},
+		{"leader in minority", []int{2, 3, 4}, []int{0, 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { testPartition(t, tc.major, tc.minor) })
+	}
+}
+
+func testPartition(t *testing.T, majorIdx, minorIdx []int) {
 	c := newCluster(t)
 	c.opTime = time.Second
 	nodes := startCluster(t, c, 5)
-	major, minor := nodes[:3], nodes[3:]
+	var major, minor []*node
+	groups := map[string]int{}
+	for _, i := range majorIdx {
+		major = append(major, nodes[i])
+		groups[nodes[i].id] = 0
+	}
+	for _, i := range minorIdx {
+		minor = append(minor, nodes[i])
+		groups[nodes[i].id] = 1
+	}
 	waitFor(t, "progress", 20*time.Second, func() bool { return maxDone(nodes...) >= 5 })
+	before := nodes[0].lastEpoch().Number
 
 	setPartition := func(groups map[string]int) {
 		c.part.mu.Lock()
@@ -221,18 +244,19 @@ func TestPartitionMinorityWaits(t *testing.T) {
 			}
 		}
 	}
-	setPartition(map[string]int{"n00": 0, "n01": 0, "n02": 0, "n03": 1, "n04": 1})
+	setPartition(groups)
 	cut := maxDone(nodes...)
 	waitFor(t, "the majority's epoch", 30*time.Second, func() bool {
 		for _, n := range major {
-			if len(n.lastEpoch().Members) != 3 {
+			if len(n.lastEpoch().Members) != len(major) {
 				return false
 			}
 		}
 		return maxDone(major...) >= cut+10
 	})
+	majorEpoch := major[0].lastEpoch()
 	for _, n := range minor {
-		if e := n.lastEpoch(); len(e.Members) != 5 {
+		if e := n.lastEpoch(); e.Number != before {
 			t.Errorf("minority node %s moved to epoch %+v", n.id, e)
 		}
 		if d := maxDone(n); d > cut+1 {
@@ -242,16 +266,16 @@ func TestPartitionMinorityWaits(t *testing.T) {
 
 	healAt := time.Now()
 	setPartition(nil)
+	rejoined := func(e membership.Epoch) bool { return len(e.Members) == 5 && e.Number > majorEpoch.Number }
 	waitFor(t, "all five in one epoch after the heal", 40*time.Second, func() bool {
 		for _, n := range nodes {
-			if len(n.lastEpoch().Members) != 5 {
+			if !rejoined(n.lastEpoch()) {
 				return false
 			}
 		}
 		return true
 	})
-	t.Logf("figure: heal → all five run one epoch: %v",
-		latest(t, healAt, nodes, func(e membership.Epoch) bool { return len(e.Members) == 5 && e.Number > 1 }).Round(time.Millisecond))
+	t.Logf("figure: heal → all five run one epoch: %v", latest(t, healAt, nodes, rejoined).Round(time.Millisecond))
 	c.stopSoon(nodes, 5)
 	c.waitDone(nodes...)
 	for _, n := range nodes {
@@ -260,4 +284,7 @@ func TestPartitionMinorityWaits(t *testing.T) {
 		}
 	}
 	checkSame(t, nodes...)
+	if t.Failed() {
+		dumpSteps(t, nodes...)
+	}
 }

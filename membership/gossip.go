@@ -317,7 +317,7 @@ func (m *Member) receive(peer string) {
 	}
 	buf := make([]byte, maxControl)
 	for {
-		n, err := c.Recv(m.ctx, controlTag, buf)
+		n, err := c.Recv(m.ctx, controlTag(), buf)
 		if err != nil {
 			if m.ctx.Err() != nil || errors.Is(err, transport.ErrPeerLost) || errors.Is(err, transport.ErrClosed) {
 				m.log.Debug("control receiver ends", "peer", peer, "err", err)
@@ -359,7 +359,7 @@ func (m *Member) send(ctx context.Context, to string, mm *msg, timeout time.Dura
 	if err != nil {
 		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
 	}
-	if err := c.Send(ctx, controlTag, b); err != nil {
+	if err := c.Send(ctx, controlTag(), b); err != nil {
 		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
 	}
 	return nil

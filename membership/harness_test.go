@@ -22,7 +22,7 @@ import (
 	"github.com/ringtrain/ringtrain/transport/mem"
 )
 
-var testKey = []byte("0123456789abcdef0123456789abcdef") // 32 bytes
+func testKey() []byte { return []byte("0123456789abcdef0123456789abcdef") } // 32 bytes
 
 const (
 	paramLen    = 64
@@ -61,10 +61,21 @@ type filterTransport struct {
 }
 
 func newFilterTransport(t testing.TB, self string, p *partition) *filterTransport {
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{"127.0.0.1"},
-		Logger:    slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug),
-	})
+	// Port 0 picks a free TCP port and then binds UDP to the same number,
+	// which can be taken: retry like memberlist does for its own transport.
+	var (
+		nt  *memberlist.NetTransport
+		err error
+	)
+	for range 10 {
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{"127.0.0.1"},
+			Logger:    slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug),
+		})
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,14 +140,12 @@ type node struct {
 	epochAt  []time.Time // when each epoch was returned by Boundary
 	crashAt2 time.Time   // when crash was called
 
-	leaveAt  atomic.Uint64 // leave at the boundary after this many steps
-	crashAt  atomic.Uint64 // crash during the step after this many steps
-	exited   chan struct{}
-	runErr   error
-	cancel   context.CancelFunc
-	crashed  atomic.Bool
-	firstRun time.Duration // New → first epoch
-	started  time.Time
+	leaveAt atomic.Uint64 // leave at the boundary after this many steps
+	crashAt atomic.Uint64 // crash during the step after this many steps
+	exited  chan struct{}
+	runErr  error
+	cancel  context.CancelFunc
+	crashed atomic.Bool
 }
 
 func (n *node) snapshot() ([]byte, error) {
@@ -194,7 +203,7 @@ func (c *cluster) config(id string, ep *mem.Endpoint) membership.Config {
 	cfg := membership.LocalConfig()
 	cfg.ID = id
 	cfg.Fingerprint = "test-model-v1"
-	cfg.GossipKey = testKey
+	cfg.GossipKey = testKey()
 	cfg.Endpoint = ep
 	cfg.Seeds = c.seeds
 	cfg.Logger = testLogger()
@@ -214,7 +223,7 @@ func (c *cluster) add(ctx context.Context, id string) *node {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n := &node{id: id, params: make([]float32, paramLen), exited: make(chan struct{}), started: time.Now()}
+	n := &node{id: id, params: make([]float32, paramLen), exited: make(chan struct{})}
 	cfg := c.config(id, ep)
 	cfg.Snapshot, cfg.Restore = n.snapshot, n.restore
 	m, err := membership.New(ctx, cfg)
@@ -272,9 +281,6 @@ func (c *cluster) loop(ctx context.Context, n *node) error {
 		}
 		step = membership.Step{}
 		if out.Changed {
-			if n.firstRun == 0 {
-				n.firstRun = time.Since(n.started)
-			}
 			g, err = collective.New(ctx, collective.Config{Endpoint: n.m.Config().Endpoint, Members: out.Epoch.Members, Epoch: out.Epoch.Number, Timeout: c.opTime})
 			if err != nil {
 				return err
@@ -439,4 +445,18 @@ func latest(t *testing.T, start time.Time, nodes []*node, cond func(membership.E
 		d = max(d, at.Sub(start))
 	}
 	return d
+}
+
+// dumpSteps logs the nodes' recent history (used when a test failed).
+func dumpSteps(t *testing.T, nodes ...*node) {
+	for _, n := range nodes {
+		s := n.stepsCopy()
+		if len(s) > 8 {
+			s = s[len(s)-8:]
+		}
+		n.mu.Lock()
+		epochs := slices.Clone(n.epochs)
+		n.mu.Unlock()
+		t.Logf("%s done=%d epochs=%v last steps=%+v", n.id, maxDone(n), epochs, s)
+	}
 }

@@ -12,9 +12,7 @@ import (
 // spans epochs: a newcomer has none yet, so the epoch travels inside the
 // message); state sync uses a tag per epoch so a stale transfer can never
 // be read as a new one.
-var (
-	controlTag = transport.Tag{Epoch: 0, Op: transport.ControlOpBase}
-)
+func controlTag() transport.Tag { return transport.Tag{Epoch: 0, Op: transport.ControlOpBase} }
 
 func stateTag(epoch uint64) transport.Tag {
 	return transport.Tag{Epoch: epoch, Op: transport.ControlOpBase + 1}
@@ -74,12 +72,13 @@ const (
 //	report:   Epoch = committed epoch, Promised = highest promised number,
 //	          Step = completed steps, Seq = the reporter's boundary count,
 //	          Lost = peers the failed step lost.
-//	propose/commit: Epoch = proposed number, Proposer, Members = new member
-//	          list (ring order), Step = step it starts from, Source = the
-//	          member that sends state, Targets = indices of members that
-//	          receive it.
+//	propose/commit: Epoch = proposed number, Base = the epoch it replaces,
+//	          Proposer, Members = new member list (ring order), Step = step
+//	          it starts from, Source = the member that sends state,
+//	          Targets = indices of members that receive it.
 //	ack:      Epoch = proposal number, Proposer = proposer; without flagOK,
-//	          Promised/Source name the proposal already promised.
+//	          Promised/Source name the proposal already promised and Base
+//	          is the refuser's epoch.
 //	continue: Epoch = the unchanged epoch, Seq = the report it answers.
 //	abort:    Epoch = proposal number, Proposer.
 type msg struct {
@@ -89,6 +88,7 @@ type msg struct {
 	Promised uint64
 	Step     uint64
 	Seq      uint64
+	Base     uint64
 	Proposer string
 	Source   string
 	Members  []string
@@ -119,6 +119,7 @@ func (m *msg) marshal() ([]byte, error) {
 	b = binary.AppendUvarint(b, m.Promised)
 	b = binary.AppendUvarint(b, m.Step)
 	b = binary.AppendUvarint(b, m.Seq)
+	b = binary.AppendUvarint(b, m.Base)
 	for _, s := range []string{m.Proposer, m.Source} {
 		if len(s) > maxIDLen {
 			return nil, fmt.Errorf("membership: encode %s: ID %q too long", m.Kind, s)
@@ -227,6 +228,7 @@ func unmarshalMsg(b []byte) (*msg, error) {
 	m.Promised = r.uvarint("promised")
 	m.Step = r.uvarint("step")
 	m.Seq = r.uvarint("seq")
+	m.Base = r.uvarint("base")
 	m.Proposer = r.str("proposer", 0)
 	m.Source = r.str("source", 0)
 	m.Members = r.list("members")

@@ -13,9 +13,9 @@ func TestMsgRoundTrip(t *testing.T) {
 		m    msg
 	}{
 		{"report", msg{Kind: kindReport, Flags: flagFailed | flagNoState, Epoch: 4, Promised: 5, Step: 1000, Seq: 17, Lost: []string{"n3"}}},
-		{"propose", msg{Kind: kindPropose, Epoch: 6, Proposer: "n0", Members: []string{"n0", "n1", "n9"}, Step: 12, Source: "n1", Targets: []uint32{2}}},
+		{"propose", msg{Kind: kindPropose, Epoch: 6, Base: 4, Proposer: "n0", Members: []string{"n0", "n1", "n9"}, Step: 12, Source: "n1", Targets: []uint32{2}}},
 		{"ack ok", msg{Kind: kindAck, Flags: flagOK, Epoch: 6, Proposer: "n0"}},
-		{"nack", msg{Kind: kindAck, Epoch: 6, Proposer: "n2", Promised: 7, Source: "n1"}},
+		{"nack", msg{Kind: kindAck, Epoch: 6, Proposer: "n2", Promised: 7, Source: "n1", Base: 5}},
 		{"commit", msg{Kind: kindCommit, Epoch: 1 << 50, Proposer: "a", Members: []string{"a"}}},
 		{"continue", msg{Kind: kindContinue, Epoch: 3, Seq: 99}},
 		{"abort", msg{Kind: kindAbort, Epoch: 3, Proposer: "z"}},

@@ -77,7 +77,7 @@ func TestFormAndJoin(t *testing.T) {
 		return true
 	})
 	t.Logf("figure: join (New of the 9th node) → every member runs the 9-node epoch: %v",
-		latest(t, joinStart, all, func(e membership.Epoch) bool { return len(e.Members) == 9 }).Round(time.Millisecond))
+		latest(t, joinStart, all, func(e membership.Epoch) bool { return len(e.Members) == 9 }).Round(100*time.Microsecond))
 	c.stopSoon(all, 10)
 	c.waitDone(all...)
 
@@ -133,7 +133,7 @@ func TestCrashDuringAllReduce(t *testing.T) {
 			crashAt := victim.crashAt2
 			victim.mu.Unlock()
 			t.Logf("figure: crash → every survivor runs the next epoch: %v",
-				latest(t, crashAt, survivors, func(e membership.Epoch) bool { return !e.Has(victim.id) }).Round(time.Millisecond))
+				latest(t, crashAt, survivors, func(e membership.Epoch) bool { return !e.Has(victim.id) }).Round(100*time.Microsecond))
 			c.stopSoon(survivors, 10)
 			c.waitDone(survivors...)
 
@@ -275,7 +275,7 @@ func testPartition(t *testing.T, majorIdx, minorIdx []int) {
 		}
 		return true
 	})
-	t.Logf("figure: heal → all five run one epoch: %v", latest(t, healAt, nodes, rejoined).Round(time.Millisecond))
+	t.Logf("figure: heal → all five run one epoch: %v", latest(t, healAt, nodes, rejoined).Round(100*time.Microsecond))
 	c.stopSoon(nodes, 5)
 	c.waitDone(nodes...)
 	for _, n := range nodes {

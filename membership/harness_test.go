@@ -207,6 +207,7 @@ func (c *cluster) config(id string, ep *mem.Endpoint) membership.Config {
 	cfg.Endpoint = ep
 	cfg.Seeds = c.seeds
 	cfg.Logger = testLogger()
+	cfg.ChunkBytes = 64 // the 264-byte test state travels in 5 chunks
 	g := *cfg.Gossip
 	g.Transport = newFilterTransport(c.t, id, c.part)
 	cfg.Gossip = &g

@@ -173,7 +173,7 @@ func (n *node) restore(b []byte) error {
 }
 
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	net    *mem.Network
 	part   *partition
 	seeds  []string
@@ -185,7 +185,7 @@ type cluster struct {
 	nodes map[string]*node
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	c := &cluster{t: t, net: mem.NewNetwork(), part: &partition{addrOf: map[string]string{}}, nodes: map[string]*node{}, opTime: 2 * time.Second}
 	c.stopAt.Store(math.MaxUint64)
 	return c
@@ -381,7 +381,7 @@ func maxDone(nodes ...*node) uint64 {
 
 // waitFor polls cond (a condition on other goroutines' progress) until it
 // holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

@@ -142,6 +142,7 @@ type node struct {
 
 	leaveAt atomic.Uint64 // leave at the boundary after this many steps
 	crashAt atomic.Uint64 // crash during the step after this many steps
+	hang    atomic.Bool   // crashAt hangs instead: gossip stops, the endpoint stays open
 	exited  chan struct{}
 	runErr  error
 	cancel  context.CancelFunc
@@ -297,6 +298,18 @@ func (c *cluster) loop(ctx context.Context, n *node) error {
 		n.mu.Unlock()
 		if done >= c.stopAt.Load() {
 			return nil
+		}
+		if ca := n.crashAt.Load(); ca != 0 && ca == done && n.hang.Load() {
+			// A hung process: it stops answering gossip and never
+			// joins the collective, but its connections stay open, so
+			// only timeouts and gossip can tell.
+			n.mu.Lock()
+			n.crashAt2 = time.Now()
+			n.mu.Unlock()
+			n.crashed.Store(true)
+			n.m.Crash()
+			<-ctx.Done()
+			return errCrashed
 		}
 		if ca := n.crashAt.Load(); ca != 0 && ca == done {
 			// Slow this node's links so the crash lands mid all-reduce.

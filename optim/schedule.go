@@ -85,6 +85,9 @@ type Scaler struct {
 	BaseLR    float64
 	BaseBatch int
 	Warmup    int64
+	// Fixed turns scaling off: the rate is BaseLR (times the schedule)
+	// whatever the global batch.
+	Fixed bool
 
 	batch     uint64 // nominal global batch in effect (0 before the first step)
 	fromBatch uint64 // global batch before the last change
@@ -103,6 +106,9 @@ func (s *Scaler) LR(step int64, globalBatch int, sched Schedule) float64 {
 	f := 1.0
 	if sched != nil {
 		f = sched.Factor(step)
+	}
+	if s.Fixed {
+		return s.BaseLR * f
 	}
 	base := float64(max(s.BaseBatch, 1))
 	target := s.BaseLR * float64(s.batch) / base * f

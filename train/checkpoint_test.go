@@ -20,7 +20,7 @@ func TestCheckpointFile(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "ckpt")
-	if err := a.WriteCheckpoint(path); err != nil {
+	if err := a.WriteCheckpoint(path, nil); err != nil {
 		t.Fatal(err)
 	}
 	good, _ := os.ReadFile(path)
@@ -39,7 +39,7 @@ func TestCheckpointFile(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "ckpt")
 			os.WriteFile(p, c.content, 0o644)
 			b := s.trainer(t, set, 16)
-			err := b.ReadCheckpoint(p)
+			_, err := b.ReadCheckpoint(p)
 			if c.ok {
 				if err != nil || b.Digest() != a.Digest() || b.Position() != a.Position() {
 					t.Fatalf("err %v, restored %+v", err, b.Position())

@@ -155,6 +155,12 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 	res.Steps, res.Epoch, res.Digest = t.step, cur, t.Digest()
 	if res.Left || g == nil {
 		res.Final = last
+		if res.Left && jc.Checkpoint != nil {
+			// Leaving keeps this node's state, e.g. to --resume later.
+			if err := jc.Checkpoint(t.step, cur); err != nil {
+				return res, err
+			}
+		}
 		return res, nil
 	}
 	// Every member reaches the end at the same step: a last digest check

@@ -70,9 +70,6 @@ func (a *agreement) init() {
 	a.joinReq = make(map[string]time.Time)
 }
 
-// errNotMember reports a call that needs an epoch on a node without one.
-var errNotMember = errors.New("membership: not a member of any epoch")
-
 // Epoch returns the last committed epoch this node knows (zero if none).
 // Only valid between Boundary calls, from the goroutine that calls them.
 func (m *Member) Epoch() Epoch { return m.ag.epoch }

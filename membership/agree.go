@@ -49,6 +49,7 @@ type agreement struct {
 	promisedBy   string
 	promisedBase uint64
 	promisedAt   time.Time
+	promised     *msg              // the promised proposal, to recognise its commit
 	lastCommit   *msg              // resent to members that missed it
 	reports      map[string]*msg   // latest report per member (coordinator)
 	consumed     map[string]uint64 // Seq of the last report answered per member
@@ -103,6 +104,7 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 		lastSend  time.Time
 		lastCoord string
 		lastEpoch = a.epoch.Number
+		lastQuery time.Time
 	)
 	resend := m.cfg.ResendInterval // doubles while nobody answers
 	start := time.Now()
@@ -118,6 +120,15 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 		if a.epoch.Number != lastEpoch {
 			// Abandoned or excluded (or admitted): speak up at once.
 			lastEpoch, lastSend, resend = a.epoch.Number, time.Time{}, m.cfg.ResendInterval
+		}
+		if q := m.promisedCommitted(); q != "" && time.Since(lastQuery) >= m.cfg.ResendInterval {
+			// A member of the proposal we promised already runs its
+			// epoch: its commit to us was lost. Our stale report makes
+			// it resend the commit.
+			lastQuery = time.Now()
+			if err := m.send(ctx, q, m.report(&cur), m.cfg.ResendInterval); err != nil {
+				m.log.Debug("commit query", "peer", q, "err", err)
+			}
 		}
 		switch {
 		case a.epoch.Number == 0:
@@ -240,6 +251,30 @@ func (m *Member) newerEpochElsewhere() bool {
 	return false
 }
 
+// runsEpochAtLeast returns a live peer among ids that gossip shows
+// active in an epoch numbered n or higher, or "".
+func (m *Member) runsEpochAtLeast(ids []string, n uint64) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		if p := m.peers[id]; p != nil && p.Alive && p.State == StateActive && p.Epoch >= n {
+			return id
+		}
+	}
+	return ""
+}
+
+// promisedCommitted returns a member of the promised proposal that already
+// runs its epoch (or a later one) while this node still waits for the
+// commit, or "".
+func (m *Member) promisedCommitted() string {
+	a := &m.ag
+	if a.promisedBy == "" || a.promisedBy == m.cfg.ID || a.promised == nil || a.promisedBase != a.epoch.Number {
+		return ""
+	}
+	return m.runsEpochAtLeast(a.promised.Members, a.promisedN)
+}
+
 // abandon drops this node's epoch: it waits to be admitted again.
 func (m *Member) abandon() {
 	a := &m.ag
@@ -266,8 +301,12 @@ func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool,
 		a.seen = max(a.seen, mm.Promised)
 		switch {
 		case mm.Epoch == 0:
-			// A join request from a node without an epoch.
+			// A join request from a node without an epoch, or a
+			// newcomer that missed the commit admitting it.
 			a.joinReq[mm.From] = time.Now()
+			if a.lastCommit != nil && slices.Contains(a.lastCommit.Members, mm.From) && a.epoch.Number == a.lastCommit.Epoch {
+				go m.send(m.ctx, mm.From, a.lastCommit, m.cfg.AckTimeout)
+			}
 		case mm.Epoch == a.epoch.Number && a.epoch.Number != 0:
 			if old := a.reports[mm.From]; (old == nil || old.Seq < mm.Seq) && mm.Seq > a.consumed[mm.From] {
 				a.reports[mm.From] = mm
@@ -307,7 +346,15 @@ func (m *Member) onPropose(ctx context.Context, p *msg) {
 	reply := &msg{Kind: kindAck, Epoch: p.Epoch, Proposer: p.Proposer}
 	same := a.promisedN == p.Epoch && a.promisedBy == p.Proposer
 	held := a.promisedBy != "" && a.promisedBase == a.epoch.Number && !same
-	if held && time.Since(a.promisedAt) > 2*m.cfg.AckTimeout && (a.suspects[a.promisedBy] || !m.alive(a.promisedBy)) {
+	if held && time.Since(a.promisedAt) > 2*m.cfg.AckTimeout && (a.suspects[a.promisedBy] || !m.alive(a.promisedBy)) &&
+		(a.promised == nil || m.runsEpochAtLeast(a.promised.Members, a.promisedN) == "") {
+		// The proposer is gone and no member of its proposal shows
+		// that it committed: release the promise.
+		held = false
+	}
+	if held && a.promised != nil && m.runsEpochAtLeast(a.promised.Members, a.promisedN+1) != "" {
+		// The promised epoch is history: a later one runs, which
+		// cannot include us since we acknowledged nothing since.
 		held = false
 	}
 	ok := p.Epoch > a.epoch.Number &&
@@ -316,6 +363,7 @@ func (m *Member) onPropose(ctx context.Context, p *msg) {
 	if ok {
 		if !same {
 			a.promisedN, a.promisedBy, a.promisedBase, a.promisedAt = p.Epoch, p.Proposer, a.epoch.Number, time.Now()
+			a.promised = p
 		}
 		reply.Flags = flagOK
 	} else {
@@ -521,6 +569,7 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step) (Outcome, bool, error) {
 	a := &m.ag
 	a.promisedN, a.promisedBy, a.promisedBase, a.promisedAt = p.Epoch, m.cfg.ID, a.epoch.Number, time.Now()
+	a.promised = p
 	a.seen = max(a.seen, p.Epoch)
 	m.log.Debug("propose", "epoch", p.Epoch, "members", p.Members)
 	acks := map[string]bool{m.cfg.ID: true}
@@ -605,7 +654,7 @@ func (m *Member) apply(ctx context.Context, c *msg, cur *Step) (Outcome, bool, e
 	}
 	a.seen = max(a.seen, c.Epoch)
 	a.lastCommit = c
-	a.promisedN, a.promisedBy = max(a.promisedN, c.Epoch), ""
+	a.promisedN, a.promisedBy, a.promised = max(a.promisedN, c.Epoch), "", nil
 	clear(a.reports)
 	clear(a.consumed)
 	clear(a.suspects)

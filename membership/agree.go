@@ -689,7 +689,7 @@ func (m *Member) apply(ctx context.Context, c *msg, cur *Step) (Outcome, bool, e
 		errs := make([]error, len(targets))
 		var wg sync.WaitGroup
 		for i, t := range targets {
-			wg.Go(func() { errs[i] = m.sendState(ctx, c.Epoch, t, state) })
+			wg.Go(func() { errs[i] = m.sendState(ctx, c.Epoch, t, state, m.cfg.ReportTimeout) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {

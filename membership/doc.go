@@ -14,7 +14,9 @@
 // is refused by the alive and merge delegates; the refused node's New
 // returns an error wrapping ErrIncompatible. Peers that gossip declared
 // dead are re-joined periodically, so the sides of a healed partition meet
-// again (memberlist alone never probes dead nodes).
+// again (memberlist alone never probes dead nodes). Every node runs a
+// control receiver per live peer, so it holds a (mostly idle) transport
+// connection to every peer: a full mesh, N·(N−1)/2 connections.
 //
 // # Epoch agreement
 //

@@ -24,7 +24,11 @@ func (c *conn) controlLoop() {
 	for {
 		body, err := wire.ReadFrameGrow(c.ctrl, &buf, wire.MaxControlSize)
 		if err != nil {
-			if c.qc.Context().Err() == nil && !c.isDead() {
+			// A connection closed by either application (an endpoint
+			// shutting down) ends the loop; anything else is the peer
+			// breaking the protocol.
+			var ae *quicgo.ApplicationError
+			if c.qc.Context().Err() == nil && !c.isDead() && !errors.As(err, &ae) {
 				c.violation("control stream: %v", err)
 			}
 			return

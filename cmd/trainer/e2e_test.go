@@ -260,3 +260,34 @@ func TestRefusesInsecureAcrossHosts(t *testing.T) {
 		t.Fatalf("want a refusal that mentions --insecure, got %v:\n%s", err, out)
 	}
 }
+
+// TestCrashE2E: a node killed mid-run (no leave) is dropped; the survivors
+// agree on the next epoch and finish with identical parameters.
+func TestCrashE2E(t *testing.T) {
+	c := newCluster(t)
+	args := []string{"--model", "mlp", "--steps", "200", "--min-peers", "3", "--eval-every", "1000"}
+	for i := range 3 {
+		c.start(fmt.Sprintf("node-%d", i), args...)
+	}
+	victim := c.nodes[2]
+	victim.waitFor(t, 2*time.Minute, progressAt(40))
+	start := time.Now()
+	victim.cmd.Process.Signal(syscall.SIGKILL)
+	<-victim.done
+	c.nodes[0].waitFor(t, time.Minute, func(r map[string]any) bool {
+		return r["msg"] == "membership epoch" && r["members"] == "node-0,node-1"
+	})
+	t.Logf("survivors formed the next epoch %v after the kill", time.Since(start).Round(time.Millisecond))
+	var digests []string
+	for _, n := range c.nodes[:2] {
+		n.wait(t, 3*time.Minute)
+		s := n.summary(t)
+		if s.Steps != 200 || s.Peers != 2 {
+			t.Errorf("%s: %d steps, %d peers; want 200, 2", s.Node, s.Steps, s.Peers)
+		}
+		digests = append(digests, s.Digest)
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("survivors disagree: %v", digests)
+	}
+}

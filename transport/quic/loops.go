@@ -129,7 +129,7 @@ func (c *conn) dataLoop() {
 			c.mu.Unlock()
 			continue
 		}
-		if floor := c.e.epoch.Load(); h.Epoch < floor {
+		if floor := c.e.epoch.Load(); h.Epoch < floor && tag.Op < transport.ControlOpBase {
 			s.CancelRead(codeEpoch)
 			c.e.log.Warn("refused a message from an old epoch", "peer", c.peer, "tag", tag.String(), "epoch", floor)
 			go c.refuseEpoch(tag, floor)

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Peer processes talk to the bench driver over their stdin/stdout with a
+// three-line protocol: the worker prints "READY" once it listens, the driver
+// answers "GO" on stdin once every worker of the run is ready (so no worker
+// dials a peer that is not listening yet), and the worker's last stdout line
+// is its result as JSON. Logs go to stderr.
+const (
+	readyLine = "READY"
+	goLine    = "GO"
+)
+
+// proc is one started peer process.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string // stdout lines; closed at EOF
+	stderr *tailBuffer
+}
+
+// tailBuffer keeps the last bytes a process wrote to stderr for error
+// messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 4096 {
+		t.buf = t.buf[len(t.buf)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
+
+func startProc(name string, cmd *exec.Cmd) (*proc, error) {
+	p := &proc{name: name, cmd: cmd, lines: make(chan string, 16), stderr: &tailBuffer{}}
+	cmd.Stderr = p.stderr
+	// Its own process group, so that stopping it also stops what it started
+	// (ip netns exec, mpirun's children).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	var err error
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<16), 1<<24)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+	}()
+	return p, nil
+}
+
+// next returns the process's next stdout line; ok is false at EOF.
+func (p *proc) next(ctx context.Context) (line string, ok bool, err error) {
+	select {
+	case l, ok := <-p.lines:
+		return l, ok, nil
+	case <-ctx.Done():
+		return "", false, fmt.Errorf("%s: %w: %s", p.name, ctx.Err(), p.stderr)
+	}
+}
+
+func (p *proc) exitError(err error) error {
+	if err == nil {
+		return fmt.Errorf("%s exited without a result: %s", p.name, p.stderr)
+	}
+	return fmt.Errorf("%s: %w: %s", p.name, err, p.stderr)
+}
+
+// exited reaps a process whose output ended and describes how it ended.
+func (p *proc) exited() error {
+	return p.exitError(p.cmd.Wait())
+}
+
+// stop kills the process group (if still running) and reaps it.
+func (p *proc) stop() {
+	if p.cmd.ProcessState == nil && p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+// runProcs starts the commands, waits until all are READY, tells them GO,
+// and decodes each one's final JSON line into results[i]. All processes are
+// stopped and reaped before it returns.
+func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []any) (cpu float64, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cpu0 := childCPU()
+	procs := make([]*proc, 0, len(cmds))
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	for i, c := range cmds {
+		p, err := startProc(names[i], c)
+		if err != nil {
+			return 0, err
+		}
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		l, ok, err := p.next(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return 0, p.exited()
+		}
+		if l != readyLine {
+			return 0, fmt.Errorf("%s: want %s, got %q", p.name, readyLine, l)
+		}
+	}
+	for _, p := range procs {
+		if _, err := io.WriteString(p.stdin, goLine+"\n"); err != nil {
+			return 0, fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The first failure usually causes the others: stop them all
+			// rather than wait for their deadlines.
+			defer func() {
+				if errs[i] != nil {
+					cancel()
+				}
+			}()
+			var last string
+			for {
+				l, ok, err := p.next(ctx)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if !ok {
+					break
+				}
+				last = l
+			}
+			if err := p.cmd.Wait(); err != nil || last == "" {
+				errs[i] = p.exitError(err)
+				return
+			}
+			if err := json.Unmarshal([]byte(last), results[i]); err != nil {
+				errs[i] = fmt.Errorf("%s: result %q: %w", p.name, last, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return childCPU() - cpu0, nil
+}
+
+// workerHandshake is the worker side of the protocol: announce READY and
+// wait for GO.
+func workerHandshake(ctx context.Context) error {
+	fmt.Println(readyLine)
+	got := make(chan error, 1)
+	go func() {
+		l, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err == nil && strings.TrimSpace(l) != goLine {
+			err = fmt.Errorf("want %s on stdin, got %q", goLine, l)
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// emitResult writes the worker's result line.
+func emitResult(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Printf("%s\n", b)
+	return err
+}
+
+// selfCPU is this process's user+system CPU time in seconds.
+func selfCPU() float64 { return rusageCPU(syscall.RUSAGE_SELF) }
+
+// childCPU is the user+system CPU time of this process's reaped children.
+func childCPU() float64 { return rusageCPU(syscall.RUSAGE_CHILDREN) }
+
+func rusageCPU(who int) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}

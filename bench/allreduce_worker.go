@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os/exec"
+	"time"
+)
+
+// workerSpec is everything one peer process needs: its role, the schedule,
+// and where every node of the job listens.
+type workerSpec struct {
+	Role    roleSpec          `json:"role"`
+	Measure measureSpec       `json:"measure"`
+	Addrs   map[string]string `json:"addrs"` // node ID -> host:port
+}
+
+// runWorker is the hidden "worker" subcommand: one ringtrain rank or
+// parameter-server node in its own process (and, with shaped links, its own
+// network namespace), talking QUIC to the others.
+func runWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	specJSON := fs.String("spec", "", "worker spec (JSON)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var spec workerSpec
+	if err := json.Unmarshal([]byte(*specJSON), &spec); err != nil {
+		return fmt.Errorf("worker: spec: %w", err)
+	}
+	id := spec.Role.id()
+	// A bound on the whole run, so that a lost driver never leaves a
+	// worker behind: every size's rounds plus setup.
+	total := time.Minute + time.Duration(len(spec.Measure.Sizes)*(spec.Measure.Warmup+spec.Measure.Iters))*spec.Measure.OpTimeout
+	ctx, cancel := context.WithTimeout(ctx, total)
+	defer cancel()
+	ep, err := newQUICEndpoint(ctx, id, spec.Addrs)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", id, err)
+	}
+	defer ep.Close()
+	if err := workerHandshake(ctx); err != nil {
+		return fmt.Errorf("worker %s: %w", id, err)
+	}
+	p, err := newParticipant(ctx, ep, spec.Role, spec.Measure.OpTimeout)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", id, err)
+	}
+	res, err := measure(ctx, p, spec.Measure, selfCPU)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", id, err)
+	}
+	return emitResult(res)
+}
+
+// runProcJob runs one job with one process per participant, placed on the
+// cluster's slots (participant i on slot slots[i]). It returns the workers'
+// results and the CPU time per size summed over all participants.
+func runProcJob(ctx context.Context, cl *cluster, exe string, roles []roleSpec, slots []int, spec measureSpec) ([]measureResult, []float64, error) {
+	addrs := map[string]string{}
+	for i, r := range roles {
+		a, err := cl.addr(slots[i], 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		addrs[r.id()] = a
+	}
+	var names []string
+	var cmds []*exec.Cmd
+	results := make([]measureResult, len(roles))
+	var out []any
+	for i, r := range roles {
+		b, err := json.Marshal(workerSpec{Role: r, Measure: spec, Addrs: addrs})
+		if err != nil {
+			return nil, nil, err
+		}
+		names = append(names, fmt.Sprintf("%s %s", r.System, r.id()))
+		cmds = append(cmds, cl.command(ctx, slots[i], exe, "worker", "--spec", string(b)))
+		out = append(out, &results[i])
+	}
+	if _, err := runProcs(ctx, names, cmds, out); err != nil {
+		return nil, nil, err
+	}
+	cpu := make([]float64, len(spec.Sizes))
+	var workers []measureResult
+	for i, r := range roles {
+		for s := range cpu {
+			if s < len(results[i].CPU) {
+				cpu[s] += results[i].CPU[s]
+			}
+		}
+		if !r.Server {
+			workers = append(workers, results[i])
+		}
+	}
+	return workers, cpu, nil
+}

@@ -1,0 +1,59 @@
+// Command bench holds ringtrain's benchmarks as subcommands:
+//
+//	go run ./bench allreduce [flags]   ring all-reduce vs a parameter server,
+//	                                   OpenMPI and gloo, on emulated links
+//
+// Hidden subcommands (worker, rawquic) are the peer processes that the
+// benchmarks start, one per emulated node.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand: it gets the arguments after its name.
+type command func(ctx context.Context, args []string) error
+
+func commands() map[string]command {
+	return map[string]command{
+		"allreduce": runAllReduce,
+		"worker":    runWorker,
+		"rawquic":   runRawQUIC,
+	}
+}
+
+// hidden subcommands are not listed in the usage text.
+var hidden = map[string]bool{"worker": true, "rawquic": true}
+
+func main() {
+	cmds := commands()
+	if len(os.Args) < 2 || cmds[os.Args[1]] == nil {
+		var names []string
+		for n := range cmds {
+			if !hidden[n] {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		fmt.Fprintf(os.Stderr, "usage: bench {%v} [flags]\n", names)
+		os.Exit(2)
+	}
+	// A signal cancels the context so that deferred cleanup (namespaces,
+	// peer processes) runs before exit.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := cmds[os.Args[1]](ctx, os.Args[2:])
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+		}
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,221 @@
+// Package collective is ringtrain's public collective API: a Group of peers
+// in one membership epoch, with ring all-reduce (blocking and asynchronous),
+// broadcast, all-gather and barrier over any transport.Endpoint.
+//
+// Invariants:
+//   - Every member calls the same operations in the same order; each call
+//     takes the next operation number of the Group, and the pair (epoch,
+//     operation number) tags its messages, so concurrent operations (several
+//     asynchronous all-reduces in flight) never mix their chunks.
+//   - Every operation has a deadline: the caller's, or Config.Timeout.
+//   - A failed operation aborts its tag toward both ring neighbours, so every
+//     member returns an error (naming the failing peer in its chain of
+//     causes) instead of waiting; a Group whose operation failed should be
+//     replaced by the next epoch's Group.
+//   - After warm-up an operation allocates O(1) memory plus pooled chunk
+//     buffers, never O(buffer).
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ringtrain/ringtrain/ring"
+	"github.com/ringtrain/ringtrain/transport"
+)
+
+// Op is a reduction operator.
+type Op int
+
+// Reduction operators.
+const (
+	Sum Op = iota
+	Avg
+	Max
+	Min
+)
+
+func (o Op) String() string {
+	switch o {
+	case Sum:
+		return "sum"
+	case Avg:
+		return "avg"
+	case Max:
+		return "max"
+	case Min:
+		return "min"
+	}
+	return fmt.Sprintf("op(%d)", int(o))
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultChunkBytes = 256 << 10
+	DefaultTimeout    = 2 * time.Minute
+)
+
+// Config describes one member's view of a group.
+type Config struct {
+	Endpoint transport.Endpoint
+	// Members is the agreed ring order of this epoch (see ring.Order); it
+	// must contain Endpoint.ID() and be identical on every member.
+	Members []string
+	Epoch   uint64
+	// ChunkBytes is the pipelining unit: each ring segment travels in chunks
+	// of at most this many bytes. Default DefaultChunkBytes.
+	ChunkBytes int
+	// Timeout is the deadline of an operation whose ctx has none.
+	// Default DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Group is one member's handle on a group of peers in one epoch. It is safe
+// for concurrent use, as long as all members issue operations in the same
+// order.
+type Group struct {
+	cfg        Config
+	rank       int
+	prev, next transport.Conn
+	chunk      int // elements
+
+	mu    sync.Mutex
+	seq   uint64
+	sched map[schedKey]*ring.Schedule
+
+	scratch sync.Pool // *[]float32 of chunk elements
+}
+
+type schedKey struct {
+	kind    byte
+	n, root int
+}
+
+// maxSchedules bounds the schedule cache; a training step reuses a few sizes.
+const maxSchedules = 256
+
+// New joins the group: it finds this member's rank and opens the
+// connections to its ring neighbours.
+func New(ctx context.Context, cfg Config) (*Group, error) {
+	if cfg.Endpoint == nil {
+		return nil, errors.New("collective: Config.Endpoint is nil")
+	}
+	if cfg.ChunkBytes <= 0 {
+		cfg.ChunkBytes = DefaultChunkBytes
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	cfg.Members = slices.Clone(cfg.Members)
+	self := cfg.Endpoint.ID()
+	rank := slices.Index(cfg.Members, self)
+	if rank < 0 {
+		return nil, fmt.Errorf("collective: epoch %d: %s is not among the members %v", cfg.Epoch, self, cfg.Members)
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(cfg.Members)))) != len(cfg.Members) {
+		return nil, fmt.Errorf("collective: epoch %d: duplicate members in %v", cfg.Epoch, cfg.Members)
+	}
+	g := &Group{cfg: cfg, rank: rank, chunk: max(cfg.ChunkBytes/4, 1), sched: make(map[schedKey]*ring.Schedule)}
+	if n := len(cfg.Members); n > 1 {
+		ctx, cancel := g.opCtx(ctx)
+		defer cancel()
+		var err error
+		if g.next, err = cfg.Endpoint.Conn(ctx, cfg.Members[(rank+1)%n]); err != nil {
+			return nil, fmt.Errorf("collective: epoch %d: connect to next peer: %w", cfg.Epoch, err)
+		}
+		if g.prev, err = cfg.Endpoint.Conn(ctx, cfg.Members[(rank+n-1)%n]); err != nil {
+			return nil, fmt.Errorf("collective: epoch %d: connect to previous peer: %w", cfg.Epoch, err)
+		}
+	}
+	return g, nil
+}
+
+// Rank is this member's position in the ring.
+func (g *Group) Rank() int { return g.rank }
+
+// Size is the number of members.
+func (g *Group) Size() int { return len(g.cfg.Members) }
+
+// Epoch is the membership epoch the group belongs to.
+func (g *Group) Epoch() uint64 { return g.cfg.Epoch }
+
+// Members returns a copy of the ring order.
+func (g *Group) Members() []string { return slices.Clone(g.cfg.Members) }
+
+// opCtx applies the default deadline when ctx has none.
+func (g *Group) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, g.cfg.Timeout)
+}
+
+// next operation number (the order of calls defines it on every member).
+func (g *Group) nextSeq() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.seq
+	g.seq++
+	return s
+}
+
+// schedule returns the cached schedule for key, building it with mk.
+func (g *Group) schedule(k schedKey, mk func() *ring.Schedule) *ring.Schedule {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s, ok := g.sched[k]; ok {
+		return s
+	}
+	if len(g.sched) >= maxSchedules {
+		clear(g.sched)
+	}
+	s := mk()
+	g.sched[k] = s
+	return s
+}
+
+func (g *Group) getScratch() *[]float32 {
+	if p, ok := g.scratch.Get().(*[]float32); ok {
+		return p
+	}
+	b := make([]float32, g.chunk)
+	return &b
+}
+
+// run executes one scheduled operation with its own tag and deadline.
+func (g *Group) run(ctx context.Context, name string, seq uint64, buf []float32, s *ring.Schedule, op Op) error {
+	ctx, cancel := g.opCtx(ctx)
+	defer cancel()
+	e := ring.Exec{Prev: g.prev, Next: g.next, Tag: transport.Tag{Epoch: g.cfg.Epoch, Op: seq}, Buf: buf, Sched: s}
+	switch op {
+	case Sum:
+		e.Reduce = ring.Sum
+	case Avg:
+		e.Reduce = ring.Sum
+		size := float32(g.Size())
+		e.Final = func(dst []float32) { ring.Div(dst, size) }
+	case Max:
+		e.Reduce = ring.Max
+	case Min:
+		e.Reduce = ring.Min
+	}
+	var sp *[]float32
+	if len(s.Recvs) > 0 && e.Reduce != nil {
+		sp = g.getScratch()
+		e.Scratch = *sp
+		defer g.scratch.Put(sp)
+	}
+	if err := ring.Run(ctx, &e); err != nil {
+		return g.wrap(name, seq, err)
+	}
+	return nil
+}
+
+func (g *Group) wrap(name string, seq uint64, err error) error {
+	return fmt.Errorf("collective: %s on %s (rank %d of %d, epoch %d, op %d): %w",
+		name, g.cfg.Endpoint.ID(), g.rank, g.Size(), g.cfg.Epoch, seq, err)
+}

@@ -1,0 +1,101 @@
+package collective
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ringtrain/ringtrain/ring"
+)
+
+const (
+	kindAllReduce byte = iota
+	kindBroadcast
+	kindAllGather
+)
+
+// AllReduce reduces buf across all members with op, in place: afterwards
+// every member holds the same result.
+func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op) error {
+	return g.allReduce(ctx, g.nextSeq(), buf, op)
+}
+
+func (g *Group) allReduce(ctx context.Context, seq uint64, buf []float32, op Op) error {
+	if op < Sum || op > Min {
+		return g.wrap("all-reduce", seq, fmt.Errorf("unknown reduction %v", op))
+	}
+	n, size, rank := len(buf), g.Size(), g.rank
+	s := g.schedule(schedKey{kind: kindAllReduce, n: n}, func() *ring.Schedule {
+		return ring.AllReduce(rank, size, n, g.chunk)
+	})
+	return g.run(ctx, "all-reduce "+op.String(), seq, buf, s, op)
+}
+
+// Handle is an asynchronous operation in flight.
+type Handle struct {
+	done chan struct{}
+	err  error
+}
+
+// Wait blocks until the operation is done or ctx ends. A ctx ending does not
+// stop the operation, which still ends by its own deadline.
+func (h *Handle) Wait(ctx context.Context) error {
+	select {
+	case <-h.done:
+		return h.err
+	case <-ctx.Done():
+		return fmt.Errorf("collective: waiting for an asynchronous all-reduce: %w", ctx.Err())
+	}
+}
+
+// Done is closed when the operation has finished.
+func (h *Handle) Done() <-chan struct{} { return h.done }
+
+// AllReduceAsync starts an all-reduce of buf and returns at once. The
+// operation takes its place in the group's order at the call, so several
+// can be in flight (one per gradient bucket, say); buf must not be touched
+// until Wait returns. ctx bounds the operation itself.
+func (g *Group) AllReduceAsync(ctx context.Context, buf []float32, op Op) *Handle {
+	seq := g.nextSeq()
+	h := &Handle{done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		h.err = g.allReduce(ctx, seq, buf, op)
+	}()
+	return h
+}
+
+// Broadcast copies root's buf into every member's buf.
+func (g *Group) Broadcast(ctx context.Context, buf []float32, root int) error {
+	seq := g.nextSeq()
+	if root < 0 || root >= g.Size() {
+		return g.wrap("broadcast", seq, fmt.Errorf("root %d out of range", root))
+	}
+	n, size, rank := len(buf), g.Size(), g.rank
+	s := g.schedule(schedKey{kind: kindBroadcast, n: n, root: root}, func() *ring.Schedule {
+		return ring.Broadcast(rank, size, root, n, g.chunk)
+	})
+	return g.run(ctx, fmt.Sprintf("broadcast from rank %d", root), seq, buf, s, -1)
+}
+
+// AllGather concatenates every member's send, in rank order, into recv,
+// which must hold Size()·len(send) elements.
+func (g *Group) AllGather(ctx context.Context, send, recv []float32) error {
+	seq := g.nextSeq()
+	n, size, rank := len(send), g.Size(), g.rank
+	if len(recv) != size*n {
+		return g.wrap("all-gather", seq, fmt.Errorf("receive buffer holds %d elements, want %d·%d", len(recv), size, n))
+	}
+	copy(recv[rank*n:], send)
+	s := g.schedule(schedKey{kind: kindAllGather, n: n}, func() *ring.Schedule {
+		return ring.AllGather(rank, size, n, g.chunk)
+	})
+	return g.run(ctx, "all-gather", seq, recv, s, -1)
+}
+
+// Barrier returns once every member has entered it.
+func (g *Group) Barrier(ctx context.Context) error {
+	// An all-gather of one value per rank: a rank's value reaches everyone
+	// only after its owner entered the barrier.
+	recv := make([]float32, g.Size())
+	return g.AllGather(ctx, []float32{float32(g.rank)}, recv)
+}

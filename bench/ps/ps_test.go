@@ -33,17 +33,21 @@ func job(t *testing.T, n, p, chunkBytes int) ([]*Worker, []*Server) {
 		t.Cleanup(func() { ep.Close() })
 		return ep
 	}
+	eps := map[string]transport.Endpoint{}
+	for _, id := range append(append([]string(nil), cfg.Workers...), cfg.Servers...) {
+		eps[id] = endpoint(id)
+	}
 	var ws []*Worker
 	var ss []*Server
 	for _, id := range cfg.Workers {
-		w, err := NewWorker(ctx, endpoint(id), cfg)
+		w, err := NewWorker(ctx, eps[id], cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ws = append(ws, w)
 	}
 	for i, id := range cfg.Servers {
-		s, err := NewServer(ctx, endpoint(id), cfg, i)
+		s, err := NewServer(ctx, eps[id], cfg, i)
 		if err != nil {
 			t.Fatal(err)
 		}

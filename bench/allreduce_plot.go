@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// writePlots writes base+"-busbw.png" (busbw vs size, one line per system
+// and n) and, when more than one n was measured, base+"-time-vs-n.png"
+// (all-reduce time vs n at the largest size, ring vs parameter server and
+// the others).
+func writePlots(base string, rows []Row) error {
+	if err := plotBusBW(base+"-busbw.png", rows); err != nil {
+		return err
+	}
+	return plotTimeVsN(base+"-time-vs-n.png", rows)
+}
+
+func plotBusBW(path string, rows []Row) error {
+	p := plot.New()
+	p.Title.Text = "all-reduce bus bandwidth"
+	p.X.Label.Text = "size (bytes)"
+	p.Y.Label.Text = "busbw (MB/s)"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	series := map[string]plotter.XYs{}
+	var names []string
+	for _, r := range rows {
+		if r.System == "rawquic" || r.Bytes == 0 {
+			continue
+		}
+		name := fmt.Sprintf("%s n=%d", r.System, r.N)
+		if _, ok := series[name]; !ok {
+			names = append(names, name)
+		}
+		series[name] = append(series[name], plotter.XY{X: float64(r.Bytes), Y: r.BusBW / 1e6})
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	var vs []any
+	for _, n := range names {
+		vs = append(vs, n, series[n])
+	}
+	if err := plotutil.AddLinePoints(p, vs...); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.System == "rawquic" {
+			ref := plotter.NewFunction(func(float64) float64 { return r.BusBW / 1e6 })
+			ref.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+			p.Add(ref)
+			p.Legend.Add("raw quic-go stream", ref)
+		}
+	}
+	p.Legend.Top = false
+	p.Legend.Left = false
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+func plotTimeVsN(path string, rows []Row) error {
+	var largest int64
+	ns := map[int]bool{}
+	for _, r := range rows {
+		if r.System != "rawquic" {
+			largest = max(largest, r.Bytes)
+			ns[r.N] = true
+		}
+	}
+	if len(ns) < 2 {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("all-reduce time vs n at %d bytes", largest)
+	p.X.Label.Text = "n (peers)"
+	p.Y.Label.Text = "median time (s)"
+	series := map[string]plotter.XYs{}
+	var names []string
+	for _, r := range rows {
+		if r.System == "rawquic" || r.Bytes != largest {
+			continue
+		}
+		if _, ok := series[r.System]; !ok {
+			names = append(names, r.System)
+		}
+		series[r.System] = append(series[r.System], plotter.XY{X: float64(r.N), Y: r.Median})
+	}
+	var vs []any
+	for _, n := range names {
+		xy := series[n]
+		sort.Slice(xy, func(i, j int) bool { return xy[i].X < xy[j].X })
+		vs = append(vs, n, xy)
+	}
+	if err := plotutil.AddLinePoints(p, vs...); err != nil {
+		return err
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}

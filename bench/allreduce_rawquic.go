@@ -110,6 +110,13 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 		return fmt.Errorf("rawquic: ack to %s: %w", conn.RemoteAddr(), err)
 	}
 	_ = st.Close()
+	// Closing our side first would race the ack: wait for the sender to
+	// close the connection once it has read it.
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
+	}
 	return emitResult(res)
 }
 

@@ -13,9 +13,9 @@ import (
 // cluster is where peer processes run: either all on loopback in this
 // namespace, or each slot in its own network namespace behind a shaped link.
 type cluster struct {
-	links string           // "loopback" or a tc rate
-	top   *netns.Topology  // nil on loopback
-	ports map[[2]int]int   // loopback: (slot, service) -> port
+	links string          // "loopback" or a tc rate
+	top   *netns.Topology // nil on loopback
+	ports map[[2]int]int  // loopback: (slot, service) -> port
 }
 
 // newCluster prepares slots places for peers.

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// subcommandEnv makes the test binary run one bench subcommand instead of
+// the tests, so tests can start real peer processes.
+const subcommandEnv = "RINGTRAIN_BENCH_TEST_SUBCOMMAND"
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv(subcommandEnv); name != "" {
+		if err := commands()[name](context.Background(), os.Args[1:]); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// subcommand is a command running the test binary as "bench name args...".
+func subcommand(ctx context.Context, t *testing.T, name string, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.CommandContext(ctx, exe, args...)
+	c.Env = append(os.Environ(), subcommandEnv+"="+name)
+	return c
+}
+
+func TestMemJobsExact(t *testing.T) {
+	spec := measureSpec{Sizes: []int64{4, 4096, 100 << 10}, Warmup: 1, Iters: 2, OpTimeout: 10 * time.Second}
+	cases := []struct {
+		name    string
+		system  string
+		n, p    int
+		chunk   int
+		rate    float64
+		workers int
+	}{
+		{"ring n=1", "ringtrain", 1, 0, 0, 0, 1},
+		{"ring n=3", "ringtrain", 3, 0, 4096, 0, 3},
+		{"ring n=5 rate-limited", "ringtrain", 5, 0, 16384, 64 << 20, 5},
+		{"ps n=4 P=2", "ps", 4, 2, 8192, 0, 4},
+		{"ps n=3 P=1 rate-limited", "ps", 3, 1, 0, 64 << 20, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			// measure checks every result exactly (checkSum) and fails
+			// the job otherwise.
+			workers, cpu, err := runMemJob(ctx, jobRoles(c.system, c.n, c.p, c.chunk), c.rate, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(workers) != c.workers || len(cpu) != len(spec.Sizes) {
+				t.Fatalf("%d worker results, %d cpu figures", len(workers), len(cpu))
+			}
+			for _, w := range workers {
+				if len(w.Times) != len(spec.Sizes) || len(w.Times[0]) != spec.Iters {
+					t.Fatalf("times %v", w.Times)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckSumDetectsWrongResult(t *testing.T) {
+	buf := make([]float32, 10)
+	for r := 0; r < 3; r++ {
+		in := make([]float32, 10)
+		fillInput(in, r)
+		for i := range buf {
+			buf[i] += in[i]
+		}
+	}
+	if err := checkSum(buf, 3); err != nil {
+		t.Fatal(err)
+	}
+	buf[7]++
+	if err := checkSum(buf, 3); err == nil {
+		t.Fatal("a wrong element passed the check")
+	}
+}
+
+// TestRawQUICReference runs the reference transfer between two real
+// processes on loopback through the driver's READY/GO protocol.
+func TestRawQUICReference(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := newCluster(ctx, "loopback", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := cl.addr(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := subcommand(ctx, t, "rawquic", "--role", "recv", "--addr", addr)
+	send := subcommand(ctx, t, "rawquic", "--role", "send", "--addr", addr, "--duration", "200ms")
+	goodput, cpuPerGiB, err := rawQUICRef(ctx, recv, send)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if goodput <= 0 || cpuPerGiB <= 0 {
+		t.Fatalf("goodput %v B/s, %v CPU-s/GiB", goodput, cpuPerGiB)
+	}
+}
+
+// TestRunProcsReportsFailure: a peer that dies before READY fails the run
+// with its stderr, and nothing is left running.
+func TestRunProcsReportsFailure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bad := subcommand(ctx, t, "rawquic", "--role", "bogus")
+	var r rawQUICResult
+	_, err := runProcs(ctx, []string{"bad peer"}, []*exec.Cmd{bad}, []any{&r})
+	if err == nil || !strings.Contains(err.Error(), "--role must be recv or send") {
+		t.Fatalf("err = %v, want the peer's own message", err)
+	}
+	if bad.ProcessState == nil {
+		t.Fatal("process not reaped")
+	}
+}

@@ -31,6 +31,7 @@ type allReduceFlags struct {
 	jsonPath    string
 	csvPath     string
 	plots       bool
+	profileDir  string
 }
 
 func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
@@ -52,6 +53,7 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	fs.StringVar(&f.jsonPath, "json", "", "write the rows as JSON to this file")
 	fs.StringVar(&f.csvPath, "csv", "", "write the rows as CSV to this file (and PNG plots next to it)")
 	fs.BoolVar(&f.plots, "plots", true, "with --csv: also write PNG plots next to it")
+	fs.StringVar(&f.profileDir, "cpuprofile", "", "write CPU profiles of the ringtrain and ps peers into this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -85,6 +87,14 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	}
 	if f.links != "loopback" {
 		if _, err := netns.ParseRate(f.links); err != nil {
+			return nil, err
+		}
+	}
+	if f.profileDir != "" {
+		if f.profileDir, err = filepath.Abs(f.profileDir); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
 			return nil, err
 		}
 	}
@@ -191,7 +201,16 @@ func allReduceMem(ctx context.Context, f *allReduceFlags, spec measureSpec) ([]R
 			if sys == "ps" {
 				chunk = f.psChunk
 			}
+			var prof string
+			if f.profileDir != "" {
+				prof = filepath.Join(f.profileDir, fmt.Sprintf("cpu-mem-%s-n%d.pprof", sys, n))
+			}
+			stop, err := startProfile(prof)
+			if err != nil {
+				return rows, err
+			}
 			workers, cpu, err := runMemJob(ctx, jobRoles(sys, n, f.servers, chunk), rate, spec)
+			stop()
 			if err != nil {
 				return rows, fmt.Errorf("%s n=%d over mem: %w", sys, n, err)
 			}
@@ -277,7 +296,7 @@ func allReduceProcs(ctx context.Context, f *allReduceFlags, spec measureSpec) (r
 			if sys == "ps" {
 				chunk = f.psChunk
 			}
-			workers, cpu, err := runProcJob(ctx, cl, exe, jobRoles(sys, n, f.servers, chunk), slots, spec)
+			workers, cpu, err := runProcJob(ctx, cl, exe, jobRoles(sys, n, f.servers, chunk), slots, spec, f.profileDir)
 			if err != nil {
 				return rows, fmt.Errorf("%s n=%d: %w", sys, n, err)
 			}

@@ -5,9 +5,29 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"time"
 )
+
+// startProfile starts a CPU profile into path (nothing when path is empty);
+// the returned function stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
 
 // workerSpec is everything one peer process needs: its role, the schedule,
 // and where every node of the job listens.
@@ -15,6 +35,8 @@ type workerSpec struct {
 	Role    roleSpec          `json:"role"`
 	Measure measureSpec       `json:"measure"`
 	Addrs   map[string]string `json:"addrs"` // node ID -> host:port
+	// Profile, if set, is a file for this worker's CPU profile.
+	Profile string `json:"profile,omitempty"`
 }
 
 // runWorker is the hidden "worker" subcommand: one ringtrain rank or
@@ -48,7 +70,12 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", id, err)
 	}
+	stop, err := startProfile(spec.Profile)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", id, err)
+	}
 	res, err := measure(ctx, p, spec.Measure, selfCPU)
+	stop()
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", id, err)
 	}
@@ -58,7 +85,7 @@ func runWorker(ctx context.Context, args []string) error {
 // runProcJob runs one job with one process per participant, placed on the
 // cluster's slots (participant i on slot slots[i]). It returns the workers'
 // results and the CPU time per size summed over all participants.
-func runProcJob(ctx context.Context, cl *cluster, exe string, roles []roleSpec, slots []int, spec measureSpec) ([]measureResult, []float64, error) {
+func runProcJob(ctx context.Context, cl *cluster, exe string, roles []roleSpec, slots []int, spec measureSpec, profileDir string) ([]measureResult, []float64, error) {
 	addrs := map[string]string{}
 	for i, r := range roles {
 		a, err := cl.addr(slots[i], 0)
@@ -72,7 +99,11 @@ func runProcJob(ctx context.Context, cl *cluster, exe string, roles []roleSpec, 
 	results := make([]measureResult, len(roles))
 	var out []any
 	for i, r := range roles {
-		b, err := json.Marshal(workerSpec{Role: r, Measure: spec, Addrs: addrs})
+		ws := workerSpec{Role: r, Measure: spec, Addrs: addrs}
+		if profileDir != "" {
+			ws.Profile = filepath.Join(profileDir, fmt.Sprintf("cpu-%s-n%d-%s.pprof", r.System, len(r.Workers), r.id()))
+		}
+		b, err := json.Marshal(ws)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -1,0 +1,98 @@
+package quic
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/ringtrain/ringtrain/internal/secret"
+	"github.com/ringtrain/ringtrain/internal/wire"
+)
+
+// Config configures an Endpoint. ID and Cluster are required; zero values of
+// the other fields select the defaults below.
+type Config struct {
+	// ID is this node's ID; it is the name in its certificate.
+	ID string
+	// Cluster is the cluster identity derived from the secret.
+	Cluster *secret.Cluster
+	// ListenAddr is the UDP address to bind. Default "127.0.0.1:0".
+	ListenAddr string
+	// Peers are initial peer addresses (node ID → host:port); AddPeer adds
+	// more at run time.
+	Peers map[string]string
+	// Resolve, if set, is asked for the address of a peer AddPeer has not
+	// named (membership feeds it from gossip).
+	Resolve func(ctx context.Context, id string) (string, error)
+	// MaxMessage bounds one message's payload. Default 64 MiB.
+	MaxMessage int
+	// KeepAlive is the keep-alive period that keeps idle ring links open
+	// during compute. Default 2 s.
+	KeepAlive time.Duration
+	// IdleTimeout declares a silent peer lost. Default 10 s.
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds one dial attempt and the Hello exchange.
+	// Default 5 s.
+	HandshakeTimeout time.Duration
+	// Logger receives warnings (refused peers, protocol violations, small
+	// UDP buffers). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Flow-control windows sized for bulk transfer: a stream's first chunk
+// (collective.DefaultChunkBytes = 256 KiB) fits its initial window, and the
+// connection window lets a ring pipeline several chunks per link.
+const (
+	initialStreamWindow = 1 << 20
+	maxStreamWindow     = 16 << 20
+	initialConnWindow   = 16 << 20
+	maxConnWindow       = 256 << 20
+	// maxIncomingUni bounds parked, unread messages per connection; a
+	// sender beyond it waits (flow control) instead of growing our memory.
+	maxIncomingUni = 4096
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.ID == "" {
+		return c, errors.New("quic: Config.ID is empty")
+	}
+	if c.Cluster == nil {
+		return c, errors.New("quic: Config.Cluster is nil (use secret.New or secret.Ephemeral)")
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:0"
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = wire.DefaultMaxPayload
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 2 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+func (c Config) quicConfig() *quicgo.Config {
+	return &quicgo.Config{
+		HandshakeIdleTimeout:           c.HandshakeTimeout,
+		MaxIdleTimeout:                 c.IdleTimeout,
+		KeepAlivePeriod:                c.KeepAlive,
+		InitialStreamReceiveWindow:     initialStreamWindow,
+		MaxStreamReceiveWindow:         maxStreamWindow,
+		InitialConnectionReceiveWindow: initialConnWindow,
+		MaxConnectionReceiveWindow:     maxConnWindow,
+		MaxIncomingStreams:             1, // the control stream
+		MaxIncomingUniStreams:          maxIncomingUni,
+	}
+}

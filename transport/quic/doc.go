@@ -1,0 +1,27 @@
+// Package quic implements transport.Endpoint over QUIC (quic-go) with mutual
+// TLS 1.3 from the cluster secret (internal/secret).
+//
+// Design and invariants:
+//   - One quic.Transport, hence one UDP socket, per Endpoint.
+//   - At most one live connection per peer pair, reused by every operation
+//     and epoch. Whoever needs a connection first dials; when both dial at
+//     once, the connection dialed by the lower node ID wins and the other is
+//     refused (ERROR_CODE_DUPLICATE). A Hello carries a random per-process
+//     incarnation, so a restarted peer's connection replaces the stale one
+//     while a duplicate from the same process is refused.
+//   - The dialer opens one bidirectional control stream (Hello, HelloAck,
+//     Abort, Error, membership messages as wire.Control frames).
+//   - Each message is one unidirectional QUIC stream: a wire.DataHeader
+//     frame (epoch, op, length) followed by exactly length raw payload bytes
+//     and FIN. Streams of one tag are opened in order under the tag's send
+//     lock; QUIC hands them to the receiver in stream-ID order, so per-tag
+//     FIFO order needs no sequence numbers and no per-tag state outlives its
+//     messages. Recv reads the payload straight from the stream into the
+//     caller's buffer (no intermediate copy).
+//   - Every length from the wire is bounded before allocation; bad frames
+//     close the connection with a protocol error naming the peer.
+//   - Messages from an epoch below the one set with SetEpoch are refused:
+//     the stream is cancelled and the sender is told with an Error frame, so
+//     its later calls on that tag fail with transport.ErrEpoch naming us.
+//   - Every blocking call honours its ctx; errors are *transport.OpError.
+package quic

@@ -1,0 +1,139 @@
+package quic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/ringtrain/ringtrain/internal/wire"
+	"github.com/ringtrain/ringtrain/transport"
+)
+
+// controlLoop reads the peer's control frames until the connection ends.
+func (c *conn) controlLoop() {
+	buf := make([]byte, wire.MaxControlSize)
+	for {
+		body, err := wire.ReadFrame(c.ctrl, buf, wire.MaxControlSize)
+		if err != nil {
+			if c.qc.Context().Err() == nil && !c.isDead() {
+				c.violation("control stream: %v", err)
+			}
+			return
+		}
+		m, err := wire.DecodeControl(body)
+		if err != nil {
+			c.violation("control stream: %v", err)
+			return
+		}
+		switch b := m.Body.(type) {
+		case *wire.Control_Abort:
+			tag := transport.Tag{Epoch: b.Abort.Epoch, Op: b.Abort.Op}
+			c.mu.Lock()
+			c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: b.Abort.Reason})
+			c.cancelLocked(tag, codeAborted)
+			c.mu.Unlock()
+		case *wire.Control_Error:
+			c.peerError(b.Error)
+		case *wire.Control_Hello, *wire.Control_HelloAck:
+			c.violation("unexpected %T after the handshake", m.Body)
+			return
+		default:
+			// Membership messages ride on transport tags today; a bare
+			// control frame of another kind has no consumer yet.
+			c.e.log.Debug("ignored control message", "peer", c.peer, "type", fmt.Sprintf("%T", m.Body))
+		}
+	}
+}
+
+// peerError records an Error frame: the peer refused one of our messages.
+func (c *conn) peerError(m *wire.Error) {
+	tag := transport.Tag{Epoch: m.Epoch, Op: m.Op}
+	var err error
+	switch m.Code {
+	case wire.ErrorCode_ERROR_CODE_EPOCH:
+		err = fmt.Errorf("%w: peer %s refused a message of epoch %d: it is at epoch %d", transport.ErrEpoch, c.peer, m.Epoch, m.ReceiverEpoch)
+	case wire.ErrorCode_ERROR_CODE_MESSAGE_SIZE:
+		err = fmt.Errorf("%w: peer %s: %s", transport.ErrMessageSize, c.peer, m.Message)
+	default:
+		err = fmt.Errorf("%w: peer %s reports: %s", transport.ErrProtocol, c.peer, m.Message)
+	}
+	c.e.log.Warn("peer refused a message", "peer", c.peer, "tag", tag.String(), "err", err)
+	c.mu.Lock()
+	c.failLocked(tag, err)
+	if ts := c.tags[tag]; ts != nil {
+		ts.wake()
+	}
+	c.mu.Unlock()
+}
+
+// dataLoop accepts the peer's message streams, reads each header and queues
+// the stream on its tag, in stream-ID (= send) order.
+func (c *conn) dataLoop() {
+	hbuf := make([]byte, wire.MaxHeaderSize)
+	max := uint64(c.e.cfg.MaxMessage)
+	for {
+		s, err := c.qc.AcceptUniStream(context.Background())
+		if err != nil {
+			return
+		}
+		s.SetReadDeadline(time.Now().Add(c.e.cfg.HandshakeTimeout))
+		body, err := wire.ReadFrame(s, hbuf, wire.MaxHeaderSize)
+		if err != nil {
+			var se *quicgo.StreamError
+			if errors.As(err, &se) && se.Remote {
+				continue // the sender gave up on this message before its header
+			}
+			if c.qc.Context().Err() == nil {
+				c.violation("data stream header: %v", err)
+			}
+			return
+		}
+		h, err := wire.DecodeDataHeader(body, max)
+		if err != nil {
+			c.violation("data stream header: %v", err)
+			return
+		}
+		s.SetReadDeadline(time.Time{})
+		tag := transport.Tag{Epoch: h.Epoch, Op: h.Op}
+		if h.Flags&uint32(wire.DataFlag_DATA_FLAG_ABORT) != 0 {
+			s.CancelRead(codeAborted)
+			c.mu.Lock()
+			c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: h.AbortReason})
+			c.cancelLocked(tag, codeAborted)
+			c.mu.Unlock()
+			continue
+		}
+		if floor := c.e.epoch.Load(); h.Epoch < floor {
+			s.CancelRead(codeEpoch)
+			c.e.log.Warn("refused a message from an old epoch", "peer", c.peer, "tag", tag.String(), "epoch", floor)
+			go c.refuseEpoch(tag, floor)
+			continue
+		}
+		c.mu.Lock()
+		if c.failed[tag] != nil {
+			c.mu.Unlock()
+			s.CancelRead(codeAborted)
+			continue
+		}
+		ts := c.tagLocked(tag)
+		ts.queue = append(ts.queue, inbound{s: s, n: int(h.Length)})
+		ts.wake()
+		c.mu.Unlock()
+	}
+}
+
+// refuseEpoch tells the peer its message's epoch is refused.
+func (c *conn) refuseEpoch(tag transport.Tag, floor uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.e.cfg.HandshakeTimeout)
+	defer cancel()
+	err := c.writeControl(ctx, &wire.Control{Body: &wire.Control_Error{Error: &wire.Error{
+		Epoch: tag.Epoch, Op: tag.Op, Code: wire.ErrorCode_ERROR_CODE_EPOCH,
+		Message: fmt.Sprintf("node %s is at epoch %d", c.e.cfg.ID, floor), ReceiverEpoch: floor,
+	}}})
+	if err != nil {
+		c.e.log.Debug("could not report a refused epoch", "peer", c.peer, "err", err)
+	}
+}

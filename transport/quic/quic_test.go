@@ -1,0 +1,64 @@
+package quic
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ringtrain/ringtrain/internal/secret"
+	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/transport/transporttest"
+)
+
+// newCluster makes endpoints on 127.0.0.1 that know each other's addresses.
+func newCluster(t testing.TB, cl *secret.Cluster, ids []string, opt func(*Config)) []*Endpoint {
+	t.Helper()
+	eps := make([]*Endpoint, len(ids))
+	for i, id := range ids {
+		cfg := Config{ID: id, Cluster: cl, Logger: slog.New(slog.DiscardHandler), HandshakeTimeout: 2 * time.Second}
+		if opt != nil {
+			opt(&cfg)
+		}
+		e, err := Listen(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		eps[i] = e
+	}
+	for _, a := range eps {
+		for _, b := range eps {
+			if a != b {
+				a.AddPeer(b.ID(), b.Addr())
+			}
+		}
+	}
+	return eps
+}
+
+func testCluster(t testing.TB) *secret.Cluster {
+	cl, err := secret.New([]byte("ringtrain test cluster secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// Factory is the transporttest factory for QUIC on 127.0.0.1.
+func Factory(t testing.TB, ids []string) []transport.Endpoint {
+	eps := newCluster(t, testCluster(t), ids, nil)
+	out := make([]transport.Endpoint, len(eps))
+	for i, e := range eps {
+		out[i] = e
+	}
+	return out
+}
+
+func TestConformance(t *testing.T) { transporttest.Run(t, Factory) }
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -15,14 +15,19 @@ import (
 	"time"
 )
 
-// Peer processes talk to the bench driver over their stdin/stdout with a
-// three-line protocol: the worker prints "READY" once it listens, the driver
-// answers "GO" on stdin once every worker of the run is ready (so no worker
-// dials a peer that is not listening yet), and the worker's last stdout line
-// is its result as JSON. Logs go to stderr.
+// Peer processes talk to the bench driver over their stdin/stdout: the
+// worker prints "READY" once it listens; the driver answers "GO" on stdin
+// once every worker of the run is ready (so no worker dials a peer that is
+// not listening yet); the worker's next stdout line is its result as JSON;
+// the driver sends "EXIT" (or closes stdin) once it has every worker's
+// result, and only then may a worker close its connections: a worker that
+// has finished must not take away messages its peers are still receiving.
+// Peers that need no such linger (MPI, gloo) just exit after their result.
+// Logs go to stderr.
 const (
 	readyLine = "READY"
 	goLine    = "GO"
+	exitLine  = "EXIT"
 )
 
 // proc is one started peer process.
@@ -167,24 +172,17 @@ func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []a
 					cancel()
 				}
 			}()
-			var last string
-			for {
-				l, ok, err := p.next(ctx)
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				if !ok {
-					break
-				}
-				last = l
-			}
-			if err := p.cmd.Wait(); err != nil || last == "" {
-				errs[i] = p.exitError(err)
+			l, ok, err := p.next(ctx)
+			if err != nil {
+				errs[i] = err
 				return
 			}
-			if err := json.Unmarshal([]byte(last), results[i]); err != nil {
-				errs[i] = fmt.Errorf("%s: result %q: %w", p.name, last, err)
+			if !ok {
+				errs[i] = p.exited()
+				return
+			}
+			if err := json.Unmarshal([]byte(l), results[i]); err != nil {
+				errs[i] = fmt.Errorf("%s: result %q: %w", p.name, l, err)
 			}
 		}()
 	}
@@ -192,37 +190,71 @@ func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []a
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
+	// Everyone has its result: let them close and exit.
+	for _, p := range procs {
+		_, _ = io.WriteString(p.stdin, exitLine+"\n")
+		_ = p.stdin.Close()
+	}
+	for _, p := range procs {
+		for range p.lines {
+		}
+		if err := p.cmd.Wait(); err != nil {
+			errs = append(errs, p.exitError(err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
 	return childCPU() - cpu0, nil
 }
 
-// workerHandshake is the worker side of the protocol: announce READY and
-// wait for GO.
-func workerHandshake(ctx context.Context) error {
-	fmt.Println(readyLine)
-	got := make(chan error, 1)
+// driverLink is the worker side of the protocol.
+type driverLink struct {
+	lines chan string // stdin lines; closed at EOF
+}
+
+// workerHandshake announces READY and waits for GO.
+func workerHandshake(ctx context.Context) (*driverLink, error) {
+	d := &driverLink{lines: make(chan string, 2)}
 	go func() {
-		l, err := bufio.NewReader(os.Stdin).ReadString('\n')
-		if err == nil && strings.TrimSpace(l) != goLine {
-			err = fmt.Errorf("want %s on stdin, got %q", goLine, l)
+		defer close(d.lines)
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			d.lines <- strings.TrimSpace(sc.Text())
 		}
-		got <- err
 	}()
+	fmt.Println(readyLine)
 	select {
-	case err := <-got:
-		return err
+	case l, ok := <-d.lines:
+		if !ok || l != goLine {
+			return nil, fmt.Errorf("want %s on stdin, got %q", goLine, l)
+		}
+		return d, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-// emitResult writes the worker's result line.
-func emitResult(v any) error {
-	b, err := json.Marshal(v)
+// finish writes the worker's result line and waits until the driver lets
+// it exit (EXIT or end of stdin).
+func (d *driverLink) finish(ctx context.Context, result any) error {
+	b, err := json.Marshal(result)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Printf("%s\n", b)
-	return err
+	if _, err := fmt.Printf("%s\n", b); err != nil {
+		return err
+	}
+	for {
+		select {
+		case l, ok := <-d.lines:
+			if !ok || l == exitLine {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // selfCPU is this process's user+system CPU time in seconds.

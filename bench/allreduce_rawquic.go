@@ -74,7 +74,8 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 		return fmt.Errorf("rawquic: listen %s: %w", addr, err)
 	}
 	defer ln.Close()
-	if err := workerHandshake(ctx); err != nil {
+	drv, err := workerHandshake(ctx)
+	if err != nil {
 		return err
 	}
 	conn, err := ln.Accept(ctx)
@@ -117,11 +118,12 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 	case <-time.After(5 * time.Second):
 	case <-ctx.Done():
 	}
-	return emitResult(res)
+	return drv.finish(ctx, res)
 }
 
 func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
-	if err := workerHandshake(ctx); err != nil {
+	drv, err := workerHandshake(ctx)
+	if err != nil {
 		return err
 	}
 	tlsConf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{rawQUICALPN}}
@@ -150,7 +152,7 @@ func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
 	if _, err := io.ReadFull(st, make([]byte, 1)); err != nil {
 		return fmt.Errorf("rawquic: ack from %s: %w", addr, err)
 	}
-	return emitResult(rawQUICResult{Bytes: total, Seconds: time.Since(t0).Seconds(), CPU: selfCPU() - cpu0})
+	return drv.finish(ctx, rawQUICResult{Bytes: total, Seconds: time.Since(t0).Seconds(), CPU: selfCPU() - cpu0})
 }
 
 // rawQUICRef runs the reference transfer from sender to receiver (the two

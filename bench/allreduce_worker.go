@@ -34,7 +34,8 @@ func startProfile(path string) (stop func(), err error) {
 type workerSpec struct {
 	Role    roleSpec          `json:"role"`
 	Measure measureSpec       `json:"measure"`
-	Addrs   map[string]string `json:"addrs"` // node ID -> host:port
+	Addrs   map[string]string `json:"addrs"`  // node ID -> host:port
+	Secret  string            `json:"secret"` // the run's cluster secret (hex)
 	// Profile, if set, is a file for this worker's CPU profile.
 	Profile string `json:"profile,omitempty"`
 }
@@ -58,12 +59,13 @@ func runWorker(ctx context.Context, args []string) error {
 	total := time.Minute + time.Duration(len(spec.Measure.Sizes)*(spec.Measure.Warmup+spec.Measure.Iters))*spec.Measure.OpTimeout
 	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
-	ep, err := newQUICEndpoint(ctx, id, spec.Addrs)
+	ep, err := newQUICEndpoint(ctx, id, spec.Addrs, spec.Secret)
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", id, err)
 	}
 	defer ep.Close()
-	if err := workerHandshake(ctx); err != nil {
+	drv, err := workerHandshake(ctx)
+	if err != nil {
 		return fmt.Errorf("worker %s: %w", id, err)
 	}
 	p, err := newParticipant(ctx, ep, spec.Role, spec.Measure.OpTimeout)
@@ -79,7 +81,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", id, err)
 	}
-	return emitResult(res)
+	return drv.finish(ctx, res)
 }
 
 // runProcJob runs one job with one process per participant, placed on the
@@ -94,12 +96,16 @@ func runProcJob(ctx context.Context, cl *cluster, exe string, roles []roleSpec, 
 		}
 		addrs[r.id()] = a
 	}
+	sec, err := newSecret()
+	if err != nil {
+		return nil, nil, err
+	}
 	var names []string
 	var cmds []*exec.Cmd
 	results := make([]measureResult, len(roles))
 	var out []any
 	for i, r := range roles {
-		ws := workerSpec{Role: r, Measure: spec, Addrs: addrs}
+		ws := workerSpec{Role: r, Measure: spec, Addrs: addrs, Secret: sec}
 		if profileDir != "" {
 			ws.Profile = filepath.Join(profileDir, fmt.Sprintf("cpu-%s-n%d-%s.pprof", r.System, len(r.Workers), r.id()))
 		}

@@ -330,13 +330,15 @@ func measureRef(ctx context.Context, cl *cluster, exe string, f *allReduceFlags)
 	}
 	recv := cl.command(ctx, 1, exe, "rawquic", "--role", "recv", "--addr", addr)
 	send := cl.command(ctx, 0, exe, "rawquic", "--role", "send", "--addr", addr, "--duration", f.refDuration.String())
-	goodput, cpuPerGiB, err := rawQUICRef(ctx, recv, send)
+	bytes, goodput, cpuPerGiB, err := rawQUICRef(ctx, recv, send)
 	if err != nil {
 		return Row{}, err
 	}
-	// The reference is a point-to-point transfer: its "busbw" column is
-	// its goodput.
-	return Row{System: "rawquic", Transport: "quic", Links: f.links, N: 2, AlgBW: goodput, BusBW: goodput, CPUPerGiB: cpuPerGiB, Times: []float64{f.refDuration.Seconds()}, Median: f.refDuration.Seconds(), Min: f.refDuration.Seconds(), Max: f.refDuration.Seconds()}, nil
+	// The reference is one point-to-point transfer of bytes: its algbw
+	// and busbw columns are its goodput, its time the transfer's.
+	t := float64(bytes) / goodput
+	return Row{System: "rawquic", Transport: "quic", Links: f.links, N: 2, Bytes: bytes, AlgBW: goodput, BusBW: goodput,
+		CPUPerGiB: cpuPerGiB, Times: []float64{t}, Median: t, Min: t, Max: t}, nil
 }
 
 // runPeer runs one of the compared libraries with n ranks on slots 0..n-1.

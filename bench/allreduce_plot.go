@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	"gonum.org/v1/plot"
@@ -22,8 +23,11 @@ func writePlots(base string, rows []Row) error {
 }
 
 func plotBusBW(path string, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
 	p := plot.New()
-	p.Title.Text = "all-reduce bus bandwidth"
+	p.Title.Text = "all-reduce bus bandwidth, links " + rows[0].Links
 	p.X.Label.Text = "size (bytes)"
 	p.Y.Label.Text = "busbw (MB/s)"
 	p.X.Scale = plot.LogScale{}
@@ -50,14 +54,26 @@ func plotBusBW(path string, rows []Row) error {
 	if err := plotutil.AddLinePoints(p, vs...); err != nil {
 		return err
 	}
-	for _, r := range rows {
-		if r.System == "rawquic" {
-			ref := plotter.NewFunction(func(float64) float64 { return r.BusBW / 1e6 })
-			ref.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
-			p.Add(ref)
-			p.Legend.Add("raw quic-go stream", ref)
+	// The reference goodput as a horizontal line across the sizes (which
+	// also keeps a one-size plot readable).
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, xy := range series {
+		for _, pt := range xy {
+			lo, hi = math.Min(lo, pt.X), math.Max(hi, pt.X)
 		}
 	}
+	for _, r := range rows {
+		if r.System == "rawquic" {
+			ref, err := plotter.NewLine(plotter.XYs{{X: lo / 2, Y: r.BusBW / 1e6}, {X: hi * 2, Y: r.BusBW / 1e6}})
+			if err != nil {
+				return err
+			}
+			ref.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+			p.Add(ref)
+			p.Legend.Add(fmt.Sprintf("raw quic-go stream (%s)", r.Links), ref)
+		}
+	}
+	p.Y.Min = 0
 	p.Legend.Top = false
 	p.Legend.Left = false
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)

@@ -156,17 +156,18 @@ func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
 }
 
 // rawQUICRef runs the reference transfer from sender to receiver (the two
-// commands run the bench binary in the right place) and returns goodput in
-// bytes per second and CPU seconds per GiB carried, both ends together.
-func rawQUICRef(ctx context.Context, recv, send *exec.Cmd) (goodput, cpuPerGiB float64, err error) {
+// commands run the bench binary in the right place) and returns the bytes
+// received, goodput in bytes per second and CPU seconds per GiB carried,
+// both ends together.
+func rawQUICRef(ctx context.Context, recv, send *exec.Cmd) (bytes int64, goodput, cpuPerGiB float64, err error) {
 	var r, s rawQUICResult
 	if _, err := runProcs(ctx, []string{"rawquic receiver", "rawquic sender"}, []*exec.Cmd{recv, send}, []any{&r, &s}); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if r.Seconds <= 0 || r.Bytes == 0 {
-		return 0, 0, fmt.Errorf("rawquic: nothing received")
+		return 0, 0, 0, fmt.Errorf("rawquic: nothing received")
 	}
-	return float64(r.Bytes) / r.Seconds, (r.CPU + s.CPU) / (float64(r.Bytes) / (1 << 30)), nil
+	return r.Bytes, float64(r.Bytes) / r.Seconds, (r.CPU + s.CPU) / (float64(r.Bytes) / (1 << 30)), nil
 }
 
 func selfSignedCert() (tls.Certificate, error) {

@@ -106,11 +106,11 @@ func TestRawQUICReference(t *testing.T) {
 	}
 	recv := subcommand(ctx, t, "rawquic", "--role", "recv", "--addr", addr)
 	send := subcommand(ctx, t, "rawquic", "--role", "send", "--addr", addr, "--duration", "200ms")
-	goodput, cpuPerGiB, err := rawQUICRef(ctx, recv, send)
+	bytes, goodput, cpuPerGiB, err := rawQUICRef(ctx, recv, send)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if goodput <= 0 || cpuPerGiB <= 0 {
+	if bytes <= 0 || goodput <= 0 || cpuPerGiB <= 0 {
 		t.Fatalf("goodput %v B/s, %v CPU-s/GiB", goodput, cpuPerGiB)
 	}
 }

@@ -29,11 +29,10 @@ func commands() map[string]command {
 	}
 }
 
-// hidden subcommands are not listed in the usage text.
-var hidden = map[string]bool{"worker": true, "rawquic": true}
-
 func main() {
 	cmds := commands()
+	// Hidden subcommands (the peer processes) are not listed in the usage.
+	hidden := map[string]bool{"worker": true, "rawquic": true}
 	if len(os.Args) < 2 || cmds[os.Args[1]] == nil {
 		var names []string
 		for n := range cmds {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ type allReduceFlags struct {
 	csvPath     string
 	plots       bool
 	profileDir  string
+	from        string
 }
 
 func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
@@ -53,6 +55,7 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	fs.StringVar(&f.jsonPath, "json", "", "write the rows as JSON to this file")
 	fs.StringVar(&f.csvPath, "csv", "", "write the rows as CSV to this file (and PNG plots next to it)")
 	fs.BoolVar(&f.plots, "plots", true, "with --csv: also write PNG plots next to it")
+	fs.StringVar(&f.from, "from", "", "measure nothing: read the rows of an earlier --json file and print/write them again")
 	fs.StringVar(&f.profileDir, "cpuprofile", "", "write CPU profiles of the ringtrain and ps peers into this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -112,7 +115,15 @@ func runAllReduce(ctx context.Context, args []string) error {
 	}
 	spec := measureSpec{Sizes: f.sizes, Warmup: f.warmup, Iters: f.iters, OpTimeout: f.opTimeout}
 	var rows []Row
-	if f.transport == "mem" {
+	if f.from != "" {
+		b, err := os.ReadFile(f.from)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &rows); err != nil {
+			return fmt.Errorf("%s: %w", f.from, err)
+		}
+	} else if f.transport == "mem" {
 		rows, err = allReduceMem(ctx, f, spec)
 	} else {
 		rows, err = allReduceProcs(ctx, f, spec)

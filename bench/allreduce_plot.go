@@ -73,10 +73,24 @@ func plotBusBW(path string, rows []Row) error {
 			p.Legend.Add(fmt.Sprintf("raw quic-go stream (%s)", r.Links), ref)
 		}
 	}
-	p.Y.Min = 0
-	p.Legend.Top = false
-	p.Legend.Left = false
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+
+	// Loopback sweeps span orders of magnitude: a log axis keeps the
+	// small sizes readable.
+	ylo, yhi := math.Inf(1), math.Inf(-1)
+	for _, xy := range series {
+		for _, pt := range xy {
+			ylo, yhi = math.Min(ylo, pt.Y), math.Max(yhi, pt.Y)
+		}
+	}
+	if ylo > 0 && yhi/ylo > 100 {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	} else {
+		p.Y.Min = 0
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return p.Save(9*vg.Inch, 6*vg.Inch, path)
 }
 
 func plotTimeVsN(path string, rows []Row) error {
@@ -92,7 +106,7 @@ func plotTimeVsN(path string, rows []Row) error {
 		return nil
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("all-reduce time vs n at %d bytes", largest)
+	p.Title.Text = fmt.Sprintf("all-reduce time vs n at %d bytes, links %s", largest, rows[0].Links)
 	p.X.Label.Text = "n (peers)"
 	p.Y.Label.Text = "median time (s)"
 	series := map[string]plotter.XYs{}

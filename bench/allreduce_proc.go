@@ -213,10 +213,14 @@ type driverLink struct {
 	lines chan string // stdin lines; closed at EOF
 }
 
-// workerHandshake announces READY and waits for GO.
-func workerHandshake(ctx context.Context) (*driverLink, error) {
+// workerHandshake announces READY and waits for GO. The returned context is
+// cancelled when the driver goes away (stdin ends), so a worker never
+// outlives a driver that was killed.
+func workerHandshake(ctx context.Context) (context.Context, *driverLink, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	d := &driverLink{lines: make(chan string, 2)}
 	go func() {
+		defer cancel()
 		defer close(d.lines)
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
@@ -227,16 +231,17 @@ func workerHandshake(ctx context.Context) (*driverLink, error) {
 	select {
 	case l, ok := <-d.lines:
 		if !ok || l != goLine {
-			return nil, fmt.Errorf("want %s on stdin, got %q", goLine, l)
+			return ctx, nil, fmt.Errorf("want %s on stdin, got %q", goLine, l)
 		}
-		return d, nil
+		return ctx, d, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx, nil, ctx.Err()
 	}
 }
 
 // finish writes the worker's result line and waits until the driver lets
-// it exit (EXIT or end of stdin).
+// it exit (EXIT, end of stdin, or the worker's deadline: the result is out
+// either way).
 func (d *driverLink) finish(ctx context.Context, result any) error {
 	b, err := json.Marshal(result)
 	if err != nil {
@@ -252,7 +257,7 @@ func (d *driverLink) finish(ctx context.Context, result any) error {
 				return nil
 			}
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		}
 	}
 }

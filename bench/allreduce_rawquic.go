@@ -74,7 +74,7 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 		return fmt.Errorf("rawquic: listen %s: %w", addr, err)
 	}
 	defer ln.Close()
-	drv, err := workerHandshake(ctx)
+	ctx, drv, err := workerHandshake(ctx)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 }
 
 func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
-	drv, err := workerHandshake(ctx)
+	ctx, drv, err := workerHandshake(ctx)
 	if err != nil {
 		return err
 	}

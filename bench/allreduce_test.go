@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/bench/peers"
 )
 
 // subcommandEnv makes the test binary run one bench subcommand instead of
@@ -128,5 +130,44 @@ func TestRunProcsReportsFailure(t *testing.T) {
 	}
 	if bad.ProcessState == nil {
 		t.Fatal("process not reaped")
+	}
+}
+
+// TestPeersLoopback runs OpenMPI and gloo with two ranks on loopback when
+// they are installed: their programs check every result exactly.
+func TestPeersLoopback(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec := measureSpec{Sizes: []int64{4096, 1 << 20}, Warmup: 1, Iters: 2, OpTimeout: 20 * time.Second}
+	cfg := peers.Config{Dir: t.TempDir(), Sizes: spec.Sizes, Warmup: spec.Warmup, Iters: spec.Iters, OpTimeout: spec.OpTimeout}
+	cl, err := newCluster(ctx, "loopback", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"openmpi", "gloo"} {
+		t.Run(name, func(t *testing.T) {
+			var r *peers.Runner
+			var err error
+			if name == "openmpi" {
+				r, err = peers.NewMPI(ctx, cfg)
+			} else {
+				r, err = peers.NewGloo(ctx, cfg)
+			}
+			if err != nil {
+				t.Skip(err)
+			}
+			workers, cpu, err := runPeer(ctx, cl, r, 2, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(workers) == 0 || len(cpu) != len(spec.Sizes) {
+				t.Fatalf("%d results, cpu %v", len(workers), cpu)
+			}
+			for _, w := range workers {
+				if len(w.Times) != len(spec.Sizes) || len(w.Times[1]) != spec.Iters || w.Times[1][0] <= 0 {
+					t.Fatalf("times %v", w.Times)
+				}
+			}
+		})
 	}
 }

@@ -64,7 +64,7 @@ func runWorker(ctx context.Context, args []string) error {
 		return fmt.Errorf("worker %s: %w", id, err)
 	}
 	defer ep.Close()
-	drv, err := workerHandshake(ctx)
+	ctx, drv, err := workerHandshake(ctx)
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", id, err)
 	}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/peers"
 )
 
@@ -16,8 +19,14 @@ import (
 const subcommandEnv = "RINGTRAIN_BENCH_TEST_SUBCOMMAND"
 
 func TestMain(m *testing.M) {
-	if name := os.Getenv(subcommandEnv); name != "" {
-		if err := commands()[name](context.Background(), os.Args[1:]); err != nil {
+	name, args := os.Getenv(subcommandEnv), os.Args[1:]
+	// The driver under test starts peers as "<its executable> worker …":
+	// here that is the test binary.
+	if len(os.Args) > 1 && (os.Args[1] == "worker" || os.Args[1] == "rawquic") {
+		name, args = os.Args[1], os.Args[2:]
+	}
+	if name != "" {
+		if err := commands()[name](context.Background(), args); err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
@@ -169,5 +178,45 @@ func TestPeersLoopback(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestShapedLinksEndToEnd runs the whole driver with peer processes in
+// network namespaces behind shaped links: the reference, ringtrain and the
+// parameter server over transport/quic (needs root).
+func TestShapedLinksEndToEnd(t *testing.T) {
+	if err := netns.CheckRoot(); err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	f, err := parseAllReduceFlags([]string{"--links", "200mbit", "--n", "3", "--sizes", "4KiB,256KiB", "--warmup", "1", "--iters", "2",
+		"--systems", "ringtrain,ps", "--servers", "2", "--ref-duration", "300ms", "--op-timeout", "20s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := measureSpec{Sizes: f.sizes, Warmup: f.warmup, Iters: f.iters, OpTimeout: f.opTimeout}
+	rows, err := allReduceProcs(ctx, f, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var systems []string
+	for _, r := range rows {
+		systems = append(systems, r.System)
+		if r.BusBW <= 0 {
+			t.Errorf("%s n=%d %d B: busbw %v", r.System, r.N, r.Bytes, r.BusBW)
+		}
+		// Nothing beats the link: busbw of a transfer much larger than
+		// the token bucket's burst stays under the tbf rate (200 Mbit/s
+		// = 25 MB/s).
+		if r.Bytes >= 256<<10 && r.BusBW > 25e6 {
+			t.Errorf("%s n=%d %d B: busbw %.0f B/s above the link rate", r.System, r.N, r.Bytes, r.BusBW)
+		}
+	}
+	if want := []string{"rawquic", "ringtrain", "ringtrain", "ps", "ps"}; !slices.Equal(systems, want) {
+		t.Fatalf("rows %v, want %v", systems, want)
+	}
+	if left, _ := netns.List(context.Background(), netns.NamePrefix+strconv.Itoa(os.Getpid())+"-"); len(left) != 0 {
+		t.Fatalf("namespaces left behind: %v", left)
 	}
 }

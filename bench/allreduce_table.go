@@ -255,16 +255,3 @@ func parseSizes(spec string, factor int64) ([]int64, error) {
 	}
 	return out, nil
 }
-
-// parseInts parses a comma list of positive integers.
-func parseInts(spec string) ([]int, error) {
-	var out []int
-	for _, p := range strings.Split(spec, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(p))
-		if err != nil || v < 1 {
-			return nil, fmt.Errorf("bad count %q", p)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}

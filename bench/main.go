@@ -1,7 +1,9 @@
-// Command bench holds ringtrain's benchmarks as subcommands:
+// Command bench runs ringtrain's benchmarks. Usage: bench SUBCOMMAND [flags].
 //
-//	go run ./bench allreduce [flags]   ring all-reduce vs a parameter server,
-//	                                   OpenMPI and gloo, on emulated links
+//	scaling     scaling curves from 8 to 100 GPUs: --simulate, --emulate,
+//	            --validate (see scaling.go and SCALING.md)
+//	allreduce   ring all-reduce against the link limit, a parameter server,
+//	            OpenMPI and gloo on emulated links (see README.md)
 //
 // Hidden subcommands (worker, rawquic) are the peer processes that the
 // benchmarks start, one per emulated node.
@@ -23,6 +25,7 @@ type command func(ctx context.Context, args []string) error
 
 func commands() map[string]command {
 	return map[string]command{
+		"scaling":   runScaling,
 		"allreduce": runAllReduce,
 		"worker":    runWorker,
 		"rawquic":   runRawQUIC,
@@ -41,7 +44,7 @@ func main() {
 			}
 		}
 		sort.Strings(names)
-		fmt.Fprintf(os.Stderr, "usage: bench {%v} [flags]\n", names)
+		fmt.Fprintf(os.Stderr, "usage: bench SUBCOMMAND [flags]; subcommands: %v\n", names)
 		os.Exit(2)
 	}
 	// A signal cancels the context so that deferred cleanup (namespaces,

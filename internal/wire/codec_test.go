@@ -21,6 +21,8 @@ func controlSamples() []*Control {
 		{Body: &Control_EpochProposal{EpochProposal: &EpochProposal{Epoch: 4, Leader: "a", Members: []string{"a", "b", "c"}, Step: 100}}},
 		{Body: &Control_EpochCommit{EpochCommit: &EpochCommit{Epoch: 4, Leader: "a", Members: []string{"a", "c"}, Step: 100, StateDigest: []byte{1, 2, 3}}}},
 		{Body: &Control_StateSyncRequest{StateSyncRequest: &StateSyncRequest{Epoch: 4, NodeId: "d", HaveStep: 99}}},
+		{Body: &Control_Goodbye{Goodbye: &Goodbye{DataStreams: 1234}}},
+		{Body: &Control_GoodbyeAck{GoodbyeAck: &GoodbyeAck{}}},
 	}
 }
 

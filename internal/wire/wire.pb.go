@@ -777,6 +777,92 @@ func (x *StateSyncRequest) GetHaveStep() uint64 {
 	return 0
 }
 
+// Goodbye starts a graceful close: the sender has opened data_streams
+// message streams on this connection and will close it once the receiver
+// has consumed them all (GoodbyeAck) or its linger time runs out. QUIC drops
+// unacknowledged data on close; this keeps a finished operation's last
+// messages from being lost when a node exits right after it.
+type Goodbye struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DataStreams   uint64                 `protobuf:"varint,1,opt,name=data_streams,json=dataStreams,proto3" json:"data_streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Goodbye) Reset() {
+	*x = Goodbye{}
+	mi := &file_wire_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Goodbye) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Goodbye) ProtoMessage() {}
+
+func (x *Goodbye) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
+func (*Goodbye) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Goodbye) GetDataStreams() uint64 {
+	if x != nil {
+		return x.DataStreams
+	}
+	return 0
+}
+
+// GoodbyeAck: every message stream announced by Goodbye has been consumed.
+type GoodbyeAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GoodbyeAck) Reset() {
+	*x = GoodbyeAck{}
+	mi := &file_wire_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GoodbyeAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GoodbyeAck) ProtoMessage() {}
+
+func (x *GoodbyeAck) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GoodbyeAck.ProtoReflect.Descriptor instead.
+func (*GoodbyeAck) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{9}
+}
+
 // Control is the envelope of every control-stream frame.
 type Control struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -789,6 +875,8 @@ type Control struct {
 	//	*Control_EpochProposal
 	//	*Control_EpochCommit
 	//	*Control_StateSyncRequest
+	//	*Control_Goodbye
+	//	*Control_GoodbyeAck
 	Body          isControl_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -796,7 +884,7 @@ type Control struct {
 
 func (x *Control) Reset() {
 	*x = Control{}
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +896,7 @@ func (x *Control) String() string {
 func (*Control) ProtoMessage() {}
 
 func (x *Control) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +909,7 @@ func (x *Control) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Control.ProtoReflect.Descriptor instead.
 func (*Control) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{8}
+	return file_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Control) GetBody() isControl_Body {
@@ -894,6 +982,24 @@ func (x *Control) GetStateSyncRequest() *StateSyncRequest {
 	return nil
 }
 
+func (x *Control) GetGoodbye() *Goodbye {
+	if x != nil {
+		if x, ok := x.Body.(*Control_Goodbye); ok {
+			return x.Goodbye
+		}
+	}
+	return nil
+}
+
+func (x *Control) GetGoodbyeAck() *GoodbyeAck {
+	if x != nil {
+		if x, ok := x.Body.(*Control_GoodbyeAck); ok {
+			return x.GoodbyeAck
+		}
+	}
+	return nil
+}
+
 type isControl_Body interface {
 	isControl_Body()
 }
@@ -926,6 +1032,14 @@ type Control_StateSyncRequest struct {
 	StateSyncRequest *StateSyncRequest `protobuf:"bytes,7,opt,name=state_sync_request,json=stateSyncRequest,proto3,oneof"`
 }
 
+type Control_Goodbye struct {
+	Goodbye *Goodbye `protobuf:"bytes,8,opt,name=goodbye,proto3,oneof"`
+}
+
+type Control_GoodbyeAck struct {
+	GoodbyeAck *GoodbyeAck `protobuf:"bytes,9,opt,name=goodbye_ack,json=goodbyeAck,proto3,oneof"`
+}
+
 func (*Control_Hello) isControl_Body() {}
 
 func (*Control_HelloAck) isControl_Body() {}
@@ -939,6 +1053,10 @@ func (*Control_EpochProposal) isControl_Body() {}
 func (*Control_EpochCommit) isControl_Body() {}
 
 func (*Control_StateSyncRequest) isControl_Body() {}
+
+func (*Control_Goodbye) isControl_Body() {}
+
+func (*Control_GoodbyeAck) isControl_Body() {}
 
 var File_wire_proto protoreflect.FileDescriptor
 
@@ -993,7 +1111,11 @@ const file_wire_proto_rawDesc = "" +
 	"\x10StateSyncRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
-	"\thave_step\x18\x03 \x01(\x04R\bhaveStep\"\xc8\x03\n" +
+	"\thave_step\x18\x03 \x01(\x04R\bhaveStep\",\n" +
+	"\aGoodbye\x12!\n" +
+	"\fdata_streams\x18\x01 \x01(\x04R\vdataStreams\"\f\n" +
+	"\n" +
+	"GoodbyeAck\"\xc2\x04\n" +
 	"\aControl\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.ringtrain.wire.v1.HelloH\x00R\x05hello\x12:\n" +
 	"\thello_ack\x18\x02 \x01(\v2\x1b.ringtrain.wire.v1.HelloAckH\x00R\bhelloAck\x120\n" +
@@ -1001,7 +1123,10 @@ const file_wire_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x18.ringtrain.wire.v1.ErrorH\x00R\x05error\x12I\n" +
 	"\x0eepoch_proposal\x18\x05 \x01(\v2 .ringtrain.wire.v1.EpochProposalH\x00R\repochProposal\x12C\n" +
 	"\fepoch_commit\x18\x06 \x01(\v2\x1e.ringtrain.wire.v1.EpochCommitH\x00R\vepochCommit\x12S\n" +
-	"\x12state_sync_request\x18\a \x01(\v2#.ringtrain.wire.v1.StateSyncRequestH\x00R\x10stateSyncRequestB\x06\n" +
+	"\x12state_sync_request\x18\a \x01(\v2#.ringtrain.wire.v1.StateSyncRequestH\x00R\x10stateSyncRequest\x126\n" +
+	"\agoodbye\x18\b \x01(\v2\x1a.ringtrain.wire.v1.GoodbyeH\x00R\agoodbye\x12@\n" +
+	"\vgoodbye_ack\x18\t \x01(\v2\x1d.ringtrain.wire.v1.GoodbyeAckH\x00R\n" +
+	"goodbyeAckB\x06\n" +
 	"\x04body*+\n" +
 	"\x05DType\x12\x0f\n" +
 	"\vDTYPE_BYTES\x10\x00\x12\x11\n" +
@@ -1030,7 +1155,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_wire_proto_goTypes = []any{
 	(DType)(0),               // 0: ringtrain.wire.v1.DType
 	(DataFlag)(0),            // 1: ringtrain.wire.v1.DataFlag
@@ -1043,7 +1168,9 @@ var file_wire_proto_goTypes = []any{
 	(*EpochProposal)(nil),    // 8: ringtrain.wire.v1.EpochProposal
 	(*EpochCommit)(nil),      // 9: ringtrain.wire.v1.EpochCommit
 	(*StateSyncRequest)(nil), // 10: ringtrain.wire.v1.StateSyncRequest
-	(*Control)(nil),          // 11: ringtrain.wire.v1.Control
+	(*Goodbye)(nil),          // 11: ringtrain.wire.v1.Goodbye
+	(*GoodbyeAck)(nil),       // 12: ringtrain.wire.v1.GoodbyeAck
+	(*Control)(nil),          // 13: ringtrain.wire.v1.Control
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: ringtrain.wire.v1.DataHeader.dtype:type_name -> ringtrain.wire.v1.DType
@@ -1055,11 +1182,13 @@ var file_wire_proto_depIdxs = []int32{
 	8,  // 6: ringtrain.wire.v1.Control.epoch_proposal:type_name -> ringtrain.wire.v1.EpochProposal
 	9,  // 7: ringtrain.wire.v1.Control.epoch_commit:type_name -> ringtrain.wire.v1.EpochCommit
 	10, // 8: ringtrain.wire.v1.Control.state_sync_request:type_name -> ringtrain.wire.v1.StateSyncRequest
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	11, // 9: ringtrain.wire.v1.Control.goodbye:type_name -> ringtrain.wire.v1.Goodbye
+	12, // 10: ringtrain.wire.v1.Control.goodbye_ack:type_name -> ringtrain.wire.v1.GoodbyeAck
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1067,7 +1196,7 @@ func file_wire_proto_init() {
 	if File_wire_proto != nil {
 		return
 	}
-	file_wire_proto_msgTypes[8].OneofWrappers = []any{
+	file_wire_proto_msgTypes[10].OneofWrappers = []any{
 		(*Control_Hello)(nil),
 		(*Control_HelloAck)(nil),
 		(*Control_Abort)(nil),
@@ -1075,6 +1204,8 @@ func file_wire_proto_init() {
 		(*Control_EpochProposal)(nil),
 		(*Control_EpochCommit)(nil),
 		(*Control_StateSyncRequest)(nil),
+		(*Control_Goodbye)(nil),
+		(*Control_GoodbyeAck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1082,7 +1213,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -37,6 +37,10 @@ type Config struct {
 	// HandshakeTimeout bounds one dial attempt and the Hello exchange.
 	// Default 5 s.
 	HandshakeTimeout time.Duration
+	// Linger bounds how long Close waits for peers to consume the messages
+	// already sent to them (QUIC drops unacknowledged data on close).
+	// Default 2 s.
+	Linger time.Duration
 	// Logger receives warnings (refused peers, protocol violations, small
 	// UDP buffers). Default slog.Default().
 	Logger *slog.Logger
@@ -76,6 +80,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.Linger <= 0 {
+		c.Linger = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -41,6 +42,15 @@ type conn struct {
 	failed   map[transport.Tag]error // aborted or refused tags
 	failedQ  []transport.Tag         // insertion order of failed, for eviction
 	closeErr error                   // first close reason; guarded by mu
+
+	// Graceful close (see wire.Goodbye).
+	sent        atomic.Uint64 // message streams opened toward the peer
+	accepted    uint64        // message streams accepted from the peer; guarded by mu
+	peerBye     bool          // the peer sent Goodbye; guarded by mu
+	peerSent    uint64        // its announced stream count; guarded by mu
+	byeAcked    bool          // we sent GoodbyeAck; guarded by mu
+	byeAckRecvd chan struct{} // closed when the peer acknowledged our Goodbye
+	byeAckOnce  sync.Once
 }
 
 // tagState is the per-tag state; it exists only while a call uses the tag
@@ -65,10 +75,11 @@ var _ transport.Conn = (*conn)(nil)
 func newConn(e *Endpoint, peer string, qc *quicgo.Conn, ctrl *quicgo.Stream, dialedByMe bool, peerInc uint64) *conn {
 	return &conn{
 		e: e, peer: peer, qc: qc, ctrl: ctrl, dialedByMe: dialedByMe, peerInc: peerInc,
-		dead:    make(chan struct{}),
-		ctrlSem: make(chan struct{}, 1),
-		tags:    make(map[transport.Tag]*tagState),
-		failed:  make(map[transport.Tag]error),
+		dead:        make(chan struct{}),
+		ctrlSem:     make(chan struct{}, 1),
+		byeAckRecvd: make(chan struct{}),
+		tags:        make(map[transport.Tag]*tagState),
+		failed:      make(map[transport.Tag]error),
 	}
 }
 
@@ -212,6 +223,7 @@ func (c *conn) cancelLocked(tag transport.Tag, code quicgo.StreamErrorCode) {
 	}
 	ts.wake()
 	c.gcLocked(tag, ts)
+	c.drainedLocked()
 }
 
 func lock(ctx context.Context, sem chan struct{}) error {
@@ -254,6 +266,7 @@ func (c *conn) send(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 		}
 		return c.connErr(err)
 	}
+	c.sent.Add(1)
 	c.mu.Lock()
 	if err := c.errLocked(tag); err != nil {
 		c.mu.Unlock()
@@ -334,6 +347,7 @@ func (c *conn) recv(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 	defer func() {
 		c.mu.Lock()
 		ts.reading = nil
+		c.drainedLocked()
 		c.mu.Unlock()
 	}()
 	if in.n > len(p) {
@@ -367,48 +381,51 @@ func (c *conn) recv(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 
 // streamErr explains a failed stream read or write.
 func (c *conn) streamErr(ctx context.Context, tag transport.Tag, ts *tagState, err error) error {
+	c.mu.Lock()
+	ferr := c.failed[tag]
+	c.mu.Unlock()
+	if ferr != nil {
+		return ferr // aborted or refused: the recorded reason says why
+	}
 	if e := ctxOrDeadline(ctx, err); e != err {
 		return e
 	}
 	var se *quicgo.StreamError
-	if errors.As(err, &se) {
-		switch se.ErrorCode {
-		case codeAborted:
-			// The abort's reason travels on the control stream; give it
-			// a moment to arrive.
-			t := time.NewTimer(500 * time.Millisecond)
-			defer t.Stop()
-			for {
-				c.mu.Lock()
-				ferr := c.errLocked(tag)
-				ch := ts.notify
-				c.mu.Unlock()
-				if ferr != nil {
-					return ferr
-				}
-				select {
-				case <-ch:
-				case <-t.C:
-					return &transport.AbortError{By: c.peer, Reason: "aborted (reason not received)"}
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		case codeTooLarge:
-			return fmt.Errorf("%w: the peer's receive buffer was too small", transport.ErrMessageSize)
-		case codeEpoch:
+	if !errors.As(err, &se) {
+		return c.connErr(err)
+	}
+	if !se.Remote {
+		if se.ErrorCode == codeEpoch {
+			return fmt.Errorf("%w: epoch %d is below this endpoint's epoch %d", transport.ErrEpoch, tag.Epoch, c.e.epoch.Load())
+		}
+		return c.connErr(err)
+	}
+	switch se.ErrorCode {
+	case codeAborted, codeCanceled:
+		// The peer's abort reason travels on the control stream; give it
+		// a moment to arrive.
+		t := time.NewTimer(500 * time.Millisecond)
+		defer t.Stop()
+		for {
 			c.mu.Lock()
-			ferr := c.failed[tag]
+			ferr := c.errLocked(tag)
+			ch := ts.notify
 			c.mu.Unlock()
 			if ferr != nil {
 				return ferr
 			}
-			return fmt.Errorf("%w: peer refused epoch %d", transport.ErrEpoch, tag.Epoch)
-		case codeCanceled:
-			if se.Remote {
-				return &transport.AbortError{By: c.peer, Reason: "the peer cancelled the message"}
+			select {
+			case <-ch:
+			case <-t.C:
+				return &transport.AbortError{By: c.peer, Reason: "the peer cancelled the message (no reason received)"}
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
+	case codeTooLarge:
+		return fmt.Errorf("%w: the peer's receive buffer was too small", transport.ErrMessageSize)
+	case codeEpoch:
+		return fmt.Errorf("%w: peer refused epoch %d", transport.ErrEpoch, tag.Epoch)
 	}
 	return c.connErr(err)
 }
@@ -483,5 +500,43 @@ func (c *conn) dropBelow(epoch uint64) {
 		if tag.Epoch < epoch {
 			c.cancelLocked(tag, codeEpoch)
 		}
+	}
+}
+
+// drainedLocked acknowledges the peer's Goodbye once every message stream
+// it announced has been accepted and consumed (read or discarded).
+func (c *conn) drainedLocked() {
+	if !c.peerBye || c.byeAcked || c.accepted < c.peerSent {
+		return
+	}
+	for _, ts := range c.tags {
+		if len(ts.queue) > 0 || ts.reading != nil {
+			return
+		}
+	}
+	c.byeAcked = true
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.e.cfg.Linger)
+		defer cancel()
+		c.writeControl(ctx, &wire.Control{Body: &wire.Control_GoodbyeAck{GoodbyeAck: &wire.GoodbyeAck{}}})
+	}()
+}
+
+// goodbye announces a graceful close and waits, at most linger, until the
+// peer has consumed everything we sent.
+func (c *conn) goodbye(linger time.Duration) {
+	if c.isDead() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), linger)
+	defer cancel()
+	if err := c.writeControl(ctx, &wire.Control{Body: &wire.Control_Goodbye{Goodbye: &wire.Goodbye{DataStreams: c.sent.Load()}}}); err != nil {
+		return
+	}
+	select {
+	case <-c.byeAckRecvd:
+	case <-c.dead:
+	case <-ctx.Done():
+		c.e.log.Debug("closing before the peer consumed all messages", "peer", c.peer)
 	}
 }

@@ -23,5 +23,8 @@
 //   - Messages from an epoch below the one set with SetEpoch are refused:
 //     the stream is cancelled and the sender is told with an Error frame, so
 //     its later calls on that tag fail with transport.ErrEpoch naming us.
+//   - Close is graceful within Config.Linger: it announces how many message
+//     streams it sent (wire.Goodbye) and waits for the peer to consume them,
+//     because QUIC drops unacknowledged data when a connection closes.
 //   - Every blocking call honours its ctx; errors are *transport.OpError.
 package quic

@@ -164,9 +164,14 @@ func (e *Endpoint) Close() error {
 		notify(ps)
 	}
 	e.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range conns {
-		c.close(codeClosed, "endpoint closed", transport.ErrClosed)
+		wg.Go(func() {
+			c.goodbye(e.cfg.Linger)
+			c.close(codeClosed, "endpoint closed", transport.ErrClosed)
+		})
 	}
+	wg.Wait()
 	e.cancel()
 	e.ln.Close()
 	err := e.tr.Close()
@@ -471,36 +476,38 @@ func (e *Endpoint) handleIncoming(qc *quicgo.Conn) {
 	} else if ps.dialing && e.cfg.ID < peer {
 		accept = false // our dial wins; the peer accepts it
 	}
-	var c *conn
+	ack := &wire.Control{Body: &wire.Control_HelloAck{HelloAck: &wire.HelloAck{
+		Accepted: accept, ProtocolVersion: wire.ProtocolVersion, Epoch: e.epoch.Load(), Incarnation: e.incarnation,
+	}}}
 	if accept {
-		c = newConn(e, peer, qc, ctrl, false, h.Incarnation)
-	}
-	ack := &wire.HelloAck{Accepted: accept, ProtocolVersion: wire.ProtocolVersion, Epoch: e.epoch.Load(), Incarnation: e.incarnation}
-	if !accept {
-		ack.Reason = errDuplicate.Error()
-	}
-	frame, err := wire.AppendFrame(nil, &wire.Control{Body: &wire.Control_HelloAck{HelloAck: ack}}, wire.MaxControlSize)
-	if err == nil {
-		_, err = ctrl.Write(frame)
-	}
-	if err != nil || !accept {
+		// Installed before the ack goes out: once the dialer holds the
+		// ack, Conn on this side finds the connection. writeControl keeps
+		// the ack from interleaving with an early Abort.
+		c := newConn(e, peer, qc, ctrl, false, h.Incarnation)
+		ctrl.SetDeadline(time.Time{})
+		e.installLocked(ps, c)
 		e.mu.Unlock()
-		if err != nil {
-			qc.CloseWithError(codeProtocol, err.Error())
-		}
-		// A refused dialer closes after reading the ack; close anyway
-		// after a grace period so a silent one cannot hold the slot.
-		if !accept {
-			select {
-			case <-qc.Context().Done():
-			case <-time.After(e.cfg.HandshakeTimeout):
-				qc.CloseWithError(codeDuplicate, "duplicate")
-			case <-e.ctx.Done():
-			}
+		if err := c.writeControl(ctx, ack); err != nil {
+			c.close(codeProtocol, "hello ack: "+err.Error(), fmt.Errorf("%w: sending hello ack: %v", transport.ErrPeerLost, err))
 		}
 		return
 	}
-	ctrl.SetDeadline(time.Time{})
-	e.installLocked(ps, c)
 	e.mu.Unlock()
+	ack.GetHelloAck().Reason = errDuplicate.Error()
+	frame, err := wire.AppendFrame(nil, ack, wire.MaxControlSize)
+	if err == nil {
+		_, err = ctrl.Write(frame)
+	}
+	if err != nil {
+		qc.CloseWithError(codeProtocol, err.Error())
+		return
+	}
+	// A refused dialer closes after reading the ack; close anyway after a
+	// grace period so a silent one cannot hold the slot.
+	select {
+	case <-qc.Context().Done():
+	case <-time.After(e.cfg.HandshakeTimeout):
+		qc.CloseWithError(codeDuplicate, "duplicate")
+	case <-e.ctx.Done():
+	}
 }

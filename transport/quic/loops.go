@@ -12,6 +12,12 @@ import (
 	"github.com/ringtrain/ringtrain/transport"
 )
 
+// headerTimeout bounds the wait for a data stream's header once QUIC has
+// announced the stream. Senders write the header right after opening the
+// stream, so only a broken peer (or a machine starved of CPU for this long)
+// hits it.
+const headerTimeout = 30 * time.Second
+
 // controlLoop reads the peer's control frames until the connection ends.
 func (c *conn) controlLoop() {
 	buf := make([]byte, wire.MaxControlSize)
@@ -37,6 +43,13 @@ func (c *conn) controlLoop() {
 			c.mu.Unlock()
 		case *wire.Control_Error:
 			c.peerError(b.Error)
+		case *wire.Control_Goodbye:
+			c.mu.Lock()
+			c.peerBye, c.peerSent = true, b.Goodbye.DataStreams
+			c.drainedLocked()
+			c.mu.Unlock()
+		case *wire.Control_GoodbyeAck:
+			c.byeAckOnce.Do(func() { close(c.byeAckRecvd) })
 		case *wire.Control_Hello, *wire.Control_HelloAck:
 			c.violation("unexpected %T after the handshake", m.Body)
 			return
@@ -75,11 +88,17 @@ func (c *conn) dataLoop() {
 	hbuf := make([]byte, wire.MaxHeaderSize)
 	max := uint64(c.e.cfg.MaxMessage)
 	for {
+		c.mu.Lock()
+		c.drainedLocked()
+		c.mu.Unlock()
 		s, err := c.qc.AcceptUniStream(context.Background())
 		if err != nil {
 			return
 		}
-		s.SetReadDeadline(time.Now().Add(c.e.cfg.HandshakeTimeout))
+		c.mu.Lock()
+		c.accepted++
+		c.mu.Unlock()
+		s.SetReadDeadline(time.Now().Add(headerTimeout))
 		body, err := wire.ReadFrame(s, hbuf, wire.MaxHeaderSize)
 		if err != nil {
 			var se *quicgo.StreamError

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/collective/collectivetest"
 	"github.com/ringtrain/ringtrain/internal/secret"
 	"github.com/ringtrain/ringtrain/transport"
 	"github.com/ringtrain/ringtrain/transport/transporttest"
@@ -61,4 +62,16 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestCollectiveConformance runs the whole collective suite over QUIC on
+// 127.0.0.1.
+func TestCollectiveConformance(t *testing.T) {
+	o := collectivetest.Options{MaxPeers: 16, Large: !testing.Short()}
+	if raceEnabled {
+		// Every ring size 1..16 under -race takes ~11 min on 2 cores;
+		// keep the edge cases (1, 2, odd, power of two, 16).
+		o.PeerCounts = []int{1, 2, 3, 4, 5, 8, 16}
+	}
+	collectivetest.Run(t, Factory, o)
 }

@@ -4,6 +4,7 @@ package quic
 
 import (
 	"net"
+	"runtime"
 	"syscall"
 )
 
@@ -22,6 +23,11 @@ func socketBuffers(c *net.UDPConn) (rcv, snd int, err error) {
 	})
 	if err == nil {
 		err = serr
+	}
+	if runtime.GOOS == "linux" {
+		// Linux reports twice the size it grants for data (the other half
+		// is bookkeeping), so 2*rmem_max reads as "enough" when it is not.
+		rcv, snd = rcv/2, snd/2
 	}
 	return rcv, snd, err
 }

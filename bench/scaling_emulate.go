@@ -1,0 +1,284 @@
+package main
+
+// Scaled emulation of training steps on real ringtrain rings.
+//
+// Each peer runs the profile's step: it waits out the GPU's forward and
+// backward time (the GPU is emulated by its measured time, not computed),
+// all-reduces a gradient buffer of params/scale floats with the real
+// collective package, and waits out the optimizer. The link rate is divided
+// by the same scale, so communication takes as long as at full size while
+// the buffers fit this machine. In "bucketed" mode the buffer is reduced in
+// fusion buckets with AllReduceAsync, each launched when its last gradient
+// becomes ready in the profile's timeline.
+//
+// Backends: "mem" runs all peers in this process over transport/mem with
+// rate-limited links (no transport CPU cost: it measures the ring protocol and
+// the executor). Separate processes over QUIC through tbf-shaped namespaces
+// (bench allreduce's peers) are the next backend; they produce the same
+// sim.Emulated records, which --validate and the table below consume.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ringtrain/ringtrain/bench/profile"
+	"github.com/ringtrain/ringtrain/bench/sim"
+	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/transport/mem"
+)
+
+// emuTimeout bounds one emulated configuration.
+const emuTimeout = 5 * time.Minute
+
+// minMessage is the shortest wire time per message the mem backend emulates
+// faithfully on a host whose timers overshoot short sleeps by ~1 ms.
+const minMessage = 5 * time.Millisecond
+
+// emuConfig is one emulated configuration.
+type emuConfig struct {
+	prof       profile.Profile
+	n          int
+	linkBits   float64 // the full-size link rate being emulated
+	scale      float64
+	chunkBytes int // scaled
+	mode       string
+	bucketMB   float64 // full-size bucket
+	steps      int     // timed steps (after one warm-up step)
+}
+
+// emuBucket is a range of the flat gradient buffer and when it is ready.
+type emuBucket struct {
+	off, len int
+	ready    time.Duration // from the start of backward
+}
+
+// plan returns the buckets of the scaled buffer and its length in floats.
+func (c emuConfig) plan() ([]emuBucket, int) {
+	st := sim.Step{Design: sim.DesignRing, BytesPerParam: 4 / c.scale}
+	if c.mode == "bucketed" {
+		st.Overlap, st.BucketBytes = true, c.bucketMB*1e6/c.scale
+	}
+	var out []emuBucket
+	off := 0
+	for _, b := range st.Buckets(c.prof.Timeline()) {
+		l := max(int(math.Round(b.Bytes/4)), 1)
+		out = append(out, emuBucket{off: off, len: l, ready: time.Duration(b.ReadyMs * float64(time.Millisecond))})
+		off += l
+	}
+	return out, off
+}
+
+// emulateMem runs c on an in-process ring and returns the measurement: the
+// median step time of rank 0 over c.steps timed steps.
+func emulateMem(ctx context.Context, c emuConfig) (sim.Emulated, error) {
+	ctx, cancel := context.WithTimeout(ctx, emuTimeout)
+	defer cancel()
+	buckets, floats := c.plan()
+	rate := c.linkBits / 8 / c.scale // bytes per second per direction
+	netw := mem.NewNetwork()
+	ids := make([]string, c.n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("peer%03d", i)
+	}
+	eps, err := netw.Endpoints(ids...)
+	if err != nil {
+		return sim.Emulated{}, err
+	}
+	defer func() {
+		for _, e := range eps {
+			e.Close()
+		}
+	}()
+	for i := range ids {
+		for j := i + 1; j < c.n; j++ {
+			netw.SetLink(ids[i], ids[j], mem.Link{Rate: rate})
+		}
+	}
+	groups := make([]*collective.Group, c.n)
+	errs := make([]error, c.n)
+	var wg sync.WaitGroup
+	for r := range c.n {
+		wg.Go(func() {
+			groups[r], errs[r] = collective.New(ctx, collective.Config{Endpoint: eps[r], Members: ids, ChunkBytes: c.chunkBytes})
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			return sim.Emulated{}, fmt.Errorf("emulate %s n=%d: rank %d: %w", c.prof.Model, c.n, r, err)
+		}
+	}
+	tl := c.prof.Timeline()
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	fwd, bwd, opt := ms(tl.ForwardMs), ms(tl.BackwardMs), ms(tl.OptimizerMs)
+	stepTimes := make([]time.Duration, 0, c.steps)
+	for r := range c.n {
+		wg.Go(func() {
+			buf := make([]float32, floats)
+			for s := 0; s < c.steps+1; s++ {
+				start := time.Now()
+				if err := emuStep(ctx, groups[r], buf, buckets, fwd, bwd, opt); err != nil {
+					errs[r] = fmt.Errorf("step %d: %w", s, err)
+					cancel() // the others fail fast instead of waiting for this rank
+					return
+				}
+				if r == 0 && s > 0 {
+					stepTimes = append(stepTimes, time.Since(start))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			return sim.Emulated{}, fmt.Errorf("emulate %s n=%d: rank %d: %w", c.prof.Model, c.n, r, err)
+		}
+	}
+	slices.Sort(stepTimes)
+	median := stepTimes[len(stepTimes)/2].Seconds()
+	e := sim.Emulated{Backend: "mem", Model: c.prof.Model, N: c.n, LinkBitsPerSec: 8 * rate, Scale: c.scale,
+		ChunkBytes: float64(c.chunkBytes), Overlap: c.mode == "bucketed",
+		MeasuredImagesPerSec: float64(c.n*c.prof.BatchPerGPU) / median}
+	if e.Overlap {
+		e.BucketBytes = c.bucketMB * 1e6 / c.scale
+	}
+	return e, nil
+}
+
+// emuStep is one emulated training step of one peer. Compute is emulated by
+// sleeping to deadlines measured from the step's start, so timer overshoot
+// (about 1 ms for short sleeps on the development VM) does not accumulate.
+// The optimizer's time is spent before forward rather than after the
+// all-reduce: in the steady state of a synchronous ring the step period is
+// the same, and a sub-millisecond sleep of its own would overshoot.
+func emuStep(ctx context.Context, g *collective.Group, buf []float32, buckets []emuBucket, fwd, bwd, opt time.Duration) error {
+	backward := time.Now().Add(opt + fwd)
+	if err := sleepUntil(ctx, backward); err != nil {
+		return err
+	}
+	var handles []*collective.Handle
+	if g.Size() > 1 {
+		for _, b := range buckets {
+			if err := sleepUntil(ctx, backward.Add(b.ready)); err != nil {
+				return err
+			}
+			handles = append(handles, g.AllReduceAsync(ctx, buf[b.off:b.off+b.len], collective.Avg))
+		}
+	}
+	if err := sleepUntil(ctx, backward.Add(bwd)); err != nil {
+		return err
+	}
+	for _, h := range handles {
+		if err := h.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shortestMessage is the wire time of the smallest chunk a configuration
+// sends: the mem backend's rate limiter sleeps per message, so messages much
+// shorter than the host's timer slack run slow.
+func (c emuConfig) shortestMessage() time.Duration {
+	buckets, _ := c.plan()
+	rate := c.linkBits / 8 / c.scale
+	least := math.Inf(1)
+	for _, b := range buckets {
+		least = min(least, float64(min(c.chunkBytes, 4*b.len/c.n)))
+	}
+	return time.Duration(least / rate * float64(time.Second))
+}
+
+// sleepUntil waits until deadline t or until ctx is done.
+func sleepUntil(ctx context.Context, deadline time.Time) error {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runEmulate emulates every --emu-models × --modes × --emu-n configuration,
+// prints the measurements with their efficiency against the emulated single
+// peer, writes them to scaling_emulated.json in --out and prints the
+// simulator's prediction of each.
+func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writer) error {
+	chunk := max(4*int(math.Round(o.emuChunkKiB*1024/4)), 4)
+	var runs []sim.Emulated
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps\n",
+		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps)
+	fmt.Fprintln(tw, "model\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\t")
+	for _, m := range o.emuModels {
+		p, err := f.Find(m, "")
+		if err != nil {
+			return err
+		}
+		for _, mode := range o.modes {
+			var one float64 // images/s of one emulated peer
+			for _, n := range o.emuNs {
+				c := emuConfig{prof: p, n: n, linkBits: o.emuGbit * 1e9, scale: o.scale, chunkBytes: chunk,
+					mode: mode, bucketMB: o.bucketMB, steps: o.emuSteps}
+				if d := c.shortestMessage(); n > 1 && d < minMessage {
+					fmt.Fprintf(out, "warning: %s %s n=%d sends %v messages; the mem backend's per-message sleeps overshoot by up to ~1 ms here\n", m, mode, n, d)
+				}
+				e, err := emulateMem(ctx, c)
+				if err != nil {
+					return err
+				}
+				net, err := emulationNet(e, o.emuCores)
+				if err != nil {
+					return err
+				}
+				net.Ring = sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}
+				v, err := sim.Validate(p, e, net)
+				if err != nil {
+					return err
+				}
+				if n == 1 {
+					one = e.MeasuredImagesPerSec
+				}
+				eff := "-"
+				if one > 0 {
+					eff = fmt.Sprintf("%.1f%%", 100*e.MeasuredImagesPerSec/(float64(n)*one))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.2f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t\n", m, mode, n, e.LinkBitsPerSec/1e6,
+					4*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
+					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr)
+				runs = append(runs, e)
+			}
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(runs, "", " ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(o.out, "scaling_emulated.json")
+	if err := os.WriteFile(path, append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nValidation: simulator vs emulation (wrote %s; rerun with --validate %s)\n", path, path)
+	return validateRuns(o, f, runs, out)
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParseConfig(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(*config) bool
+		wantErr string
+	}{
+		{"defaults", nil, nil, func(c *config) bool { return c.Model == "mlp" && c.Batch == 64 && c.Listen == "0.0.0.0:7946" }, ""},
+		{"env twin", nil, map[string]string{"RINGTRAIN_MODEL": "cnn", "RINGTRAIN_MIN_PEERS": "3"}, func(c *config) bool { return c.Model == "cnn" && c.MinPeers == 3 }, ""},
+		{"flag beats env", []string{"--model", "mlp"}, map[string]string{"RINGTRAIN_MODEL": "cnn"}, func(c *config) bool { return c.Model == "mlp" }, ""},
+		{"bad env value", nil, map[string]string{"RINGTRAIN_BATCH": "many"}, nil, "RINGTRAIN_BATCH"},
+		{"bad model", []string{"--model", "resnet"}, nil, nil, "--model"},
+		{"resume needs dir", []string{"--resume"}, nil, nil, "--checkpoint-dir"},
+		{"two secrets", []string{"--secret", "a", "--secret-file", "b"}, nil, nil, "not both"},
+		{"stray argument", []string{"train"}, nil, nil, "unexpected"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("unexpected config %+v", c)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryFlagAndEnv(t *testing.T) {
+	var sb strings.Builder
+	_, err := parseConfig([]string{"--help"}, func(string) string { return "" }, &sb)
+	if err == nil {
+		t.Fatal("--help should stop parsing")
+	}
+	for _, want := range []string{"--seeds", "RINGTRAIN_SEEDS", "--secret-file", "--local", "--summary-json", "--metrics-addr", "--resume", "--insecure"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("--help lacks %s", want)
+		}
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	cases := []struct {
+		name string
+		c    config
+		want bool
+	}{
+		{"local", config{Listen: "127.0.0.1:0", QUICListen: "127.0.0.1:0", Seeds: "127.0.0.1:7946"}, true},
+		{"localhost seed", config{Listen: "127.0.0.1:1", QUICListen: "[::1]:2", Seeds: "localhost:7946"}, true},
+		{"all interfaces", config{Listen: "0.0.0.0:7946", QUICListen: "127.0.0.1:0"}, false},
+		{"remote seed", config{Listen: "127.0.0.1:0", QUICListen: "127.0.0.1:0", Seeds: "10.0.0.5:7946"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.c.loopbackOnly(); got != tc.want {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,156 @@
+package membership
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/ringtrain/ringtrain/transport"
+)
+
+// Config configures a Member. Start from LANConfig or LocalConfig and fill in
+// the node's identity, seeds, key, endpoint and state hooks.
+type Config struct {
+	ID          string // node ID: unique, at most 64 bytes; also the gossip name
+	QUICAddr    string // data-plane address advertised to peers
+	Fingerprint string // model fingerprint; peers must match exactly
+	// ProtocolVersion overrides ProtocolVersion when non-zero (tests use it
+	// to build an incompatible peer).
+	ProtocolVersion uint8
+
+	// Gossip is the memberlist configuration (timers, bind address, and
+	// optionally Transport). New copies it and sets Name, delegates, key
+	// and logger.
+	Gossip *memberlist.Config
+	// Seeds are "host:port" gossip addresses to join through. Empty: this
+	// node is the first.
+	Seeds []string
+	// JoinTimeout bounds the retries of the initial join.
+	JoinTimeout time.Duration
+	// GossipKey is the 32-byte AES-256-GCM key for gossip. Nil is refused
+	// unless Insecure is set.
+	GossipKey []byte
+	// Insecure allows unencrypted gossip (explicit opt-in).
+	Insecure bool
+
+	// Endpoint carries control messages and state sync.
+	Endpoint transport.Endpoint
+	// MinMembers is the size of the first epoch: the lowest node waits for
+	// this many compatible nodes before proposing epoch 1.
+	MinMembers int
+
+	// Snapshot returns this node's training state (parameters, optimizer
+	// state, step, data cursor) for a peer that is behind. Called at a step
+	// boundary; the slice is not modified afterwards by membership.
+	Snapshot func() ([]byte, error)
+	// Restore installs state received from a peer; called inside Boundary
+	// before it returns the new epoch.
+	Restore func(state []byte) error
+	// OnRoster, if set, receives every roster change (synchronously, from
+	// memberlist's event goroutine: it must not block). Use it to register
+	// peers' QUIC addresses with the endpoint.
+	OnRoster func(Roster)
+
+	// ResendInterval is how often a waiting node resends its report.
+	ResendInterval time.Duration
+	// AckTimeout bounds one proposal round.
+	AckTimeout time.Duration
+	// ReportTimeout is how long a coordinator waits for a member that
+	// gossip still sees alive but that does not report; after it the member
+	// is treated as lost.
+	ReportTimeout time.Duration
+	// FailureWait is how long a coordinator waits for the remaining
+	// members after a failed step was reported.
+	FailureWait time.Duration
+	// SettleTime is how long the roster must stay unchanged before the
+	// first epoch is proposed.
+	SettleTime time.Duration
+	// ReconnectInterval is how often peers seen failed are re-joined (so
+	// both sides of a healed partition find each other again).
+	ReconnectInterval time.Duration
+	// ChunkBytes is the state sync chunk size.
+	ChunkBytes int
+
+	// Logger receives membership logs; memberlist's own (noisy) log goes
+	// to it at debug level. Nil discards.
+	Logger *slog.Logger
+}
+
+// LANConfig returns memberlist's LAN defaults and timers suited to a
+// cluster on one network.
+func LANConfig() Config {
+	g := memberlist.DefaultLANConfig()
+	return Config{
+		Gossip:            g,
+		JoinTimeout:       60 * time.Second,
+		ResendInterval:    time.Second,
+		AckTimeout:        5 * time.Second,
+		ReportTimeout:     120 * time.Second,
+		FailureWait:       5 * time.Second,
+		SettleTime:        2 * time.Second,
+		ReconnectInterval: 10 * time.Second,
+		ChunkBytes:        256 << 10,
+	}
+}
+
+// LocalConfig returns timers measured on loopback: memberlist's local
+// defaults with RetransmitMult 4, PushPullInterval 5 s, ProbeInterval
+// 500 ms, ProbeTimeout 200 ms and SuspicionMult 3, bound to 127.0.0.1 on a
+// free port.
+func LocalConfig() Config {
+	g := memberlist.DefaultLocalConfig()
+	g.BindAddr = "127.0.0.1"
+	g.BindPort = 0
+	g.AdvertisePort = 0
+	g.RetransmitMult = 4
+	g.PushPullInterval = 5 * time.Second
+	g.ProbeInterval = 500 * time.Millisecond
+	g.ProbeTimeout = 200 * time.Millisecond
+	g.SuspicionMult = 3
+	return Config{
+		Gossip:            g,
+		JoinTimeout:       10 * time.Second,
+		ResendInterval:    250 * time.Millisecond,
+		AckTimeout:        2 * time.Second,
+		ReportTimeout:     30 * time.Second,
+		FailureWait:       2 * time.Second,
+		SettleTime:        300 * time.Millisecond,
+		ReconnectInterval: time.Second,
+		ChunkBytes:        64 << 10,
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.ID == "" || len(c.ID) > maxIDLen:
+		return fmt.Errorf("membership: node ID %q: length must be 1..%d", c.ID, maxIDLen)
+	case c.Gossip == nil:
+		return fmt.Errorf("membership: node %s: Config.Gossip is nil (start from LANConfig or LocalConfig)", c.ID)
+	case c.Endpoint == nil:
+		return fmt.Errorf("membership: node %s: Config.Endpoint is nil", c.ID)
+	case c.Endpoint.ID() != c.ID:
+		return fmt.Errorf("membership: node %s: endpoint ID %q differs", c.ID, c.Endpoint.ID())
+	case c.GossipKey == nil && !c.Insecure:
+		return fmt.Errorf("membership: node %s: no gossip key (set GossipKey, or Insecure to opt out of encryption)", c.ID)
+	case c.GossipKey != nil && len(c.GossipKey) != 32:
+		return fmt.Errorf("membership: node %s: gossip key has %d bytes, want 32", c.ID, len(c.GossipKey))
+	case c.Snapshot == nil || c.Restore == nil:
+		return fmt.Errorf("membership: node %s: Snapshot and Restore hooks are required", c.ID)
+	case c.ChunkBytes <= 0 || c.ChunkBytes > maxChunk:
+		return fmt.Errorf("membership: node %s: ChunkBytes %d not in 1..%d", c.ID, c.ChunkBytes, maxChunk)
+	case c.ResendInterval <= 0 || c.AckTimeout <= 0 || c.ReportTimeout <= 0 || c.FailureWait <= 0 || c.JoinTimeout <= 0:
+		return fmt.Errorf("membership: node %s: timers must be positive", c.ID)
+	}
+	if c.MinMembers < 1 {
+		c.MinMembers = 1
+	}
+	if c.ProtocolVersion == 0 {
+		c.ProtocolVersion = ProtocolVersion
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+// Package membership finds peers by gossip (hashicorp/memberlist) and makes
+// them agree on numbered epochs of membership: epoch e is a number and an
+// ordered member list (sorted node IDs), and the ring of every collective
+// in e follows that order. Callers build a collective group from the Epoch
+// that Boundary returns; this package never imports collective.
+//
+// # Gossip
+//
+// New starts memberlist, joins the seeds (retrying until JoinTimeout, and
+// once more a second later), and gossips compact node metadata (Meta: ID,
+// QUIC address, state, protocol version, model fingerprint, epoch; at most
+// MetaMaxSize bytes, checked before memberlist sees it). Gossip is encrypted
+// with a 32-byte key. A peer with another protocol version or fingerprint
+// is refused by the alive and merge delegates; the refused node's New
+// returns an error wrapping ErrIncompatible. Peers that gossip declared
+// dead are re-joined periodically, so the sides of a healed partition meet
+// again (memberlist alone never probes dead nodes).
+//
+// # Epoch agreement
+//
+// The training loop calls Boundary between steps. Each member reports (its
+// step count, whether the step failed, peers the transport said were lost,
+// whether it leaves) to the coordinator of its epoch: the lowest member
+// that gossip and the transport do not consider lost, which is the epoch's
+// leader while it lives. The coordinator waits for every live member, then
+//   - answers "continue" when nothing changed (one control round trip per
+//     step), or
+//   - proposes epoch e' (a number above any it heard of, naming e as its
+//     base) with the reporters minus leavers plus newcomers that asked to
+//     join; every member of e' must acknowledge; then it commits e' to the
+//     members and the reporters.
+//
+// A node acknowledges a proposal only if it replaces the node's current
+// epoch, carries a higher number than any it promised, and no other
+// proposal replacing that epoch is promised (a promise ends when its
+// proposer withdraws it, when a commit replaces the epoch, or when the
+// proposer is lost and twice AckTimeout passed). A member applies a commit
+// only if it is the proposal it promised. A proposal needs reports from a
+// majority of e's members, so a partition's minority never forms an epoch;
+// it waits, and once gossip shows a newer epoch it drops its own and asks
+// to be admitted like a newcomer. Nodes left out of a commit (excluded,
+// late) become newcomers too. Control messages travel over transport.Conn
+// on tags whose Op is at or above transport.ControlOpBase, in a small
+// versioned binary encoding with bounds checks (msg.go).
+//
+// # State sync
+//
+// A commit names a source (a member whose state has the most steps) and
+// targets (newcomers and members with fewer steps). Boundary on the source
+// streams Config.Snapshot's blob to the targets in chunks; Boundary on a
+// target returns only after Config.Restore installed it. Members that need
+// nothing return at once, and their first collective of e' waits for the
+// targets, so admission stops the others only for the transfer.
+//
+// # Invariants
+//
+//   - All members of an epoch hold the same member list before any of them
+//     returns it from Boundary.
+//   - No epoch forms without a majority of the previous epoch's members.
+//   - A graceful leave (Step.Leave) is agreed at a boundary: no collective
+//     fails because of it.
+//
+// Known limit: a promise is released when its proposer is lost (gossip
+// dead or transport peer-lost) and 2×AckTimeout passed without a commit.
+// If that proposer had in fact committed to the other members (it was only
+// cut off from this one), this member may join a competing proposal; if
+// the first epoch's remaining members are a majority of it, they can
+// re-form without this member while the competing epoch trains too. Closing
+// this window needs Paxos-style recovery (a new proposer re-proposes any
+// member list a member already promised) and is not done yet.
+package membership

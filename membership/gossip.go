@@ -1,0 +1,454 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/ringtrain/ringtrain/transport"
+)
+
+// Member is this node's membership agent: its gossip presence, its view of
+// the roster and its part in epoch agreement. Boundary must not be called
+// concurrently; the other methods are safe for concurrent use.
+type Member struct {
+	cfg  Config
+	log  *slog.Logger
+	ml   *memberlist.Memberlist
+	ctx  context.Context // lifetime of background work, ended by Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	inbox     chan *msg
+	metaDirty chan struct{} // wakes metaLoop to gossip new metadata
+	lost      chan string   // peers whose transport connection was lost
+
+	mu        sync.Mutex
+	meta      Meta
+	metaBytes []byte
+	peers     map[string]*Peer
+	receivers map[string]bool // peers with a running control receiver
+	changed   chan struct{}   // closed and replaced on every roster change
+	rosterAt  time.Time       // last roster change
+	refusal   error           // last incompatible peer seen while joining
+
+	ag agreement // touched only by Boundary's goroutine
+}
+
+// New starts gossip, joins the seeds (retrying until cfg.JoinTimeout) and
+// returns a Member in state joining. The first epoch forms once
+// cfg.MinMembers nodes are present and they call Boundary.
+func New(ctx context.Context, cfg Config) (*Member, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m := &Member{
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.ID),
+		inbox:     make(chan *msg, 1024),
+		metaDirty: make(chan struct{}, 1),
+		lost:      make(chan string, 256),
+		peers:     make(map[string]*Peer),
+		receivers: make(map[string]bool),
+		changed:   make(chan struct{}),
+		rosterAt:  time.Now(),
+	}
+	m.meta = Meta{ID: cfg.ID, QUICAddr: cfg.QUICAddr, State: StateJoining, Protocol: cfg.ProtocolVersion, Fingerprint: cfg.Fingerprint}
+	b, err := m.meta.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("membership: node %s: %w", cfg.ID, err)
+	}
+	m.metaBytes = b
+	m.ag.init()
+
+	g := *cfg.Gossip
+	g.Name = cfg.ID
+	d := &delegate{m: m}
+	g.Delegate, g.Events, g.Alive, g.Merge = d, d, d, d
+	g.SecretKey = cfg.GossipKey
+	g.LogOutput = nil
+	g.Logger = slog.NewLogLogger(m.log.With("component", "memberlist").Handler(), slog.LevelDebug)
+	m.ctx, m.stop = context.WithCancel(context.Background())
+	ml, err := memberlist.Create(&g)
+	if err != nil {
+		m.stop()
+		return nil, fmt.Errorf("membership: node %s: start gossip: %w", cfg.ID, err)
+	}
+	m.mu.Lock()
+	m.ml = ml
+	m.mu.Unlock()
+	if len(cfg.Seeds) > 0 {
+		if err := m.join(ctx); err != nil {
+			ml.Shutdown()
+			m.stop()
+			return nil, err
+		}
+	}
+	m.wg.Add(2)
+	go m.reconnectLoop()
+	go m.metaLoop()
+	return m, nil
+}
+
+// join joins the seeds, retrying until JoinTimeout, then joins once more a
+// second later in the background: a node that joined before the seed knew
+// the others would otherwise wait for the next full state sync.
+func (m *Member) join(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
+	defer cancel()
+	for {
+		n, err := m.ml.Join(m.cfg.Seeds)
+		m.mu.Lock()
+		refusal := m.refusal
+		m.mu.Unlock()
+		if refusal != nil {
+			return fmt.Errorf("membership: node %s: join refused: %w", m.cfg.ID, refusal)
+		}
+		if n > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("membership: node %s: join seeds %v: %w (last error: %v)", m.cfg.ID, m.cfg.Seeds, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-m.ctx.Done():
+		case <-time.After(time.Second):
+			m.ml.Join(m.cfg.Seeds)
+		}
+	}()
+	return nil
+}
+
+// reconnectLoop re-joins peers that gossip declared dead (not left), so the
+// two sides of a healed partition merge again; memberlist itself never
+// probes dead nodes.
+func (m *Member) reconnectLoop() {
+	defer m.wg.Done()
+	if m.cfg.ReconnectInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(m.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var addrs []string
+		for _, p := range m.peers {
+			if !p.Alive && !p.Left && p.GossipAddr != "" {
+				addrs = append(addrs, p.GossipAddr)
+			}
+		}
+		m.mu.Unlock()
+		if len(addrs) > 0 {
+			m.ml.Join(addrs)
+		}
+	}
+}
+
+// ID returns this node's ID.
+func (m *Member) ID() string { return m.cfg.ID }
+
+// GossipAddr returns the "host:port" other nodes use as a seed.
+func (m *Member) GossipAddr() string {
+	n := m.ml.LocalNode()
+	return n.Address()
+}
+
+// Roster returns a snapshot of the compatible nodes gossip knows.
+func (m *Member) Roster() Roster {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rosterLocked()
+}
+
+func (m *Member) rosterLocked() Roster {
+	r := Roster{Self: m.cfg.ID}
+	for _, p := range m.peers {
+		r.Peers = append(r.Peers, *p)
+	}
+	slices.SortFunc(r.Peers, func(a, b Peer) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return r
+}
+
+// Changed returns a channel closed at the next roster change.
+func (m *Member) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
+// Close leaves the gossip gracefully (peers see "left", not a failure) and
+// stops all background work. Use Crash in tests to vanish abruptly.
+func (m *Member) Close() error {
+	err := m.ml.Leave(time.Second)
+	return errors.Join(err, m.shutdown())
+}
+
+// Crash stops gossip without leaving: peers detect a failure. Tests use it
+// to emulate a process dying.
+func (m *Member) Crash() error { return m.shutdown() }
+
+func (m *Member) shutdown() error {
+	err := m.ml.Shutdown()
+	m.stop()
+	m.wg.Wait()
+	return err
+}
+
+// setState updates the advertised state and epoch and gossips them.
+func (m *Member) setState(s State, epoch uint64) {
+	m.mu.Lock()
+	m.meta.State, m.meta.Epoch = s, epoch
+	b, err := m.meta.MarshalBinary()
+	if err == nil {
+		m.metaBytes = b
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Error("encode metadata", "err", err)
+		return
+	}
+	select {
+	case m.metaDirty <- struct{}{}:
+	default: // an update is already pending; it reads the latest bytes
+	}
+}
+
+// metaLoop gossips metadata changes. memberlist's UpdateNode blocks until
+// the update spread or its timeout passed, so it runs here, off the
+// protocol's path.
+func (m *Member) metaLoop() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.metaDirty:
+		}
+		// The update is queued before UpdateNode waits; a short wait keeps
+		// Close prompt, and gossip spreads the update regardless.
+		if err := m.ml.UpdateNode(50 * time.Millisecond); err != nil {
+			m.log.Debug("gossip metadata update", "err", err)
+		}
+	}
+}
+
+// updatePeer records gossip's news about n; called from memberlist's event
+// goroutine.
+func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
+	if n.Name == m.cfg.ID {
+		return
+	}
+	var meta Meta
+	if err := meta.UnmarshalBinary(n.Meta); err != nil {
+		m.log.Warn("ignoring peer with bad metadata", "peer", n.Name, "err", err)
+		return
+	}
+	m.mu.Lock()
+	p := &Peer{Meta: meta, GossipAddr: n.Address(), Alive: alive, Left: n.State == memberlist.StateLeft}
+	m.peers[n.Name] = p
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.rosterAt = time.Now()
+	startRecv := alive && !m.receivers[n.Name] && m.ctx.Err() == nil
+	if startRecv {
+		m.receivers[n.Name] = true
+		m.wg.Add(1)
+	}
+	r := m.rosterLocked()
+	m.mu.Unlock()
+	if m.cfg.OnRoster != nil {
+		m.cfg.OnRoster(r)
+	}
+	if startRecv {
+		go m.receive(n.Name)
+	}
+}
+
+// receive reads control messages from one peer into the inbox until the
+// peer is lost or the member closes. It runs for the member's lifetime, so
+// its Recv is bounded by the member's context rather than a deadline.
+func (m *Member) receive(peer string) {
+	defer m.wg.Done()
+	defer func() {
+		m.mu.Lock()
+		delete(m.receivers, peer)
+		m.mu.Unlock()
+	}()
+	var c transport.Conn
+	for c == nil {
+		var err error
+		c, err = m.cfg.Endpoint.Conn(m.ctx, peer)
+		if err != nil {
+			if m.ctx.Err() != nil {
+				return
+			}
+			m.log.Debug("control dial", "peer", peer, "err", err)
+			select {
+			case <-m.ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	buf := make([]byte, maxControl)
+	for {
+		n, err := c.Recv(m.ctx, controlTag(), buf)
+		if err != nil {
+			if m.ctx.Err() != nil || errors.Is(err, transport.ErrPeerLost) || errors.Is(err, transport.ErrClosed) {
+				m.log.Debug("control receiver ends", "peer", peer, "err", err)
+				if errors.Is(err, transport.ErrPeerLost) {
+					// The transport knows before gossip does.
+					select {
+					case m.lost <- peer:
+					default:
+					}
+				}
+				return
+			}
+			m.log.Warn("control receive", "peer", peer, "err", err)
+			continue
+		}
+		mm, err := unmarshalMsg(buf[:n])
+		if err != nil {
+			m.log.Warn("dropping control message", "peer", peer, "err", err)
+			continue
+		}
+		mm.From = peer
+		select {
+		case m.inbox <- mm:
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+// send delivers one control message, bounded by timeout.
+func (m *Member) send(ctx context.Context, to string, mm *msg, timeout time.Duration) error {
+	b, err := mm.marshal()
+	if err != nil {
+		return fmt.Errorf("membership: node %s: send %s to %s: %w", m.cfg.ID, mm.Kind, to, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := m.cfg.Endpoint.Conn(ctx, to)
+	if err != nil {
+		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
+	}
+	if err := c.Send(ctx, controlTag(), b); err != nil {
+		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
+	}
+	return nil
+}
+
+// sendAll sends mm to every peer in to (self skipped) concurrently and
+// returns the peers that could not be reached.
+func (m *Member) sendAll(ctx context.Context, to []string, mm *msg, timeout time.Duration) []string {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed []string
+	)
+	for _, p := range to {
+		if p == m.cfg.ID {
+			continue
+		}
+		wg.Go(func() {
+			if err := m.send(ctx, p, mm, timeout); err != nil {
+				m.log.Debug("control send failed", "peer", p, "kind", mm.Kind, "err", err)
+				mu.Lock()
+				failed = append(failed, p)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}
+
+// delegate adapts memberlist's delegate interfaces to a Member. memberlist
+// calls them from its own goroutines; each takes m.mu as needed.
+type delegate struct{ m *Member }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	if len(d.m.metaBytes) > limit {
+		// Cannot happen: MarshalBinary bounds the size far below
+		// memberlist's limit. Advertise nothing rather than panic.
+		return nil
+	}
+	return slices.Clone(d.m.metaBytes)
+}
+
+func (d *delegate) NotifyMsg([]byte)                     {}
+func (d *delegate) GetBroadcasts(int, int) [][]byte      { return nil }
+func (d *delegate) LocalState(bool) []byte               { return nil }
+func (d *delegate) MergeRemoteState([]byte, bool)        {}
+func (d *delegate) NotifyJoin(n *memberlist.Node)        { d.m.updatePeer(n, true) }
+func (d *delegate) NotifyUpdate(n *memberlist.Node)      { d.m.updatePeer(n, true) }
+func (d *delegate) NotifyLeave(n *memberlist.Node)       { d.m.updatePeer(n, false) }
+func (d *delegate) NotifyAlive(n *memberlist.Node) error { return d.check(n) }
+
+// NotifyMerge vets every node of a cluster we join (or that joins us): one
+// incompatible node cancels the merge, and the refusal is remembered so the
+// joining side's New returns it.
+func (d *delegate) NotifyMerge(nodes []*memberlist.Node) error {
+	for _, n := range nodes {
+		if err := d.check(n); err != nil {
+			d.m.mu.Lock()
+			d.m.refusal = err
+			d.m.mu.Unlock()
+			d.m.log.Warn("refusing gossip merge", "err", err)
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *delegate) check(n *memberlist.Node) error {
+	if n.Name == d.m.cfg.ID {
+		return nil
+	}
+	var meta Meta
+	if err := meta.UnmarshalBinary(n.Meta); err != nil {
+		return fmt.Errorf("refusing peer %s: %w", n.Name, err)
+	}
+	if meta.ID != n.Name {
+		return fmt.Errorf("%w: peer %s advertises node ID %s", ErrIncompatible, n.Name, meta.ID)
+	}
+	d.m.mu.Lock()
+	self := d.m.meta
+	d.m.mu.Unlock()
+	if err := compatible(self, meta); err != nil {
+		return fmt.Errorf("refusing peer %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// Config returns the configuration the member runs with.
+func (m *Member) Config() Config { return m.cfg }

@@ -1,0 +1,73 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// sendState streams state to peer in chunks on the epoch's state tag. Each
+// chunk carries the total size and its offset, so the receiver checks order
+// and bounds without trusting a single length up front.
+func (m *Member) sendState(ctx context.Context, epoch uint64, peer string, state []byte) error {
+	c, err := m.cfg.Endpoint.Conn(ctx, peer)
+	if err != nil {
+		return fmt.Errorf("membership: node %s: state sync to %s (epoch %d): %w", m.cfg.ID, peer, epoch, err)
+	}
+	buf := make([]byte, chunkHeader+min(m.cfg.ChunkBytes, len(state)))
+	total := uint64(len(state))
+	for off := 0; ; {
+		n := min(m.cfg.ChunkBytes, len(state)-off)
+		putChunkHeader(buf, total, uint64(off))
+		copy(buf[chunkHeader:], state[off:off+n])
+		if err := c.Send(ctx, stateTag(epoch), buf[:chunkHeader+n]); err != nil {
+			return fmt.Errorf("membership: node %s: state sync to %s (epoch %d, offset %d): %w", m.cfg.ID, peer, epoch, off, err)
+		}
+		off += n
+		if off >= len(state) {
+			return nil
+		}
+	}
+}
+
+// recvState receives a state blob from peer. Chunks must arrive in order;
+// the buffer grows with the bytes actually received, never with a claimed
+// total. Each chunk must arrive within chunkTimeout.
+func (m *Member) recvState(ctx context.Context, epoch uint64, peer string, chunkTimeout time.Duration) ([]byte, error) {
+	c, err := m.cfg.Endpoint.Conn(ctx, peer)
+	if err != nil {
+		return nil, fmt.Errorf("membership: node %s: state sync from %s (epoch %d): %w", m.cfg.ID, peer, epoch, err)
+	}
+	buf := make([]byte, chunkHeader+maxChunk)
+	var (
+		out     []byte
+		want    uint64
+		started bool
+	)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, chunkTimeout)
+		n, err := c.Recv(cctx, stateTag(epoch), buf)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("membership: node %s: state sync from %s (epoch %d, offset %d): %w", m.cfg.ID, peer, epoch, len(out), err)
+		}
+		total, off, err := parseChunkHeader(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("membership: node %s: state sync from %s (epoch %d): %w", m.cfg.ID, peer, epoch, err)
+		}
+		if off != uint64(len(out)) || (started && total != want) {
+			return nil, fmt.Errorf("membership: node %s: state sync from %s (epoch %d): %w: chunk at offset %d, expected %d",
+				m.cfg.ID, peer, epoch, ErrWire, off, len(out))
+		}
+		if !started {
+			// Reserve at most 64 MiB up front; beyond that the
+			// buffer grows only with bytes actually received.
+			started, want = true, total
+			out = make([]byte, 0, min(total, 64<<20))
+		}
+		out = append(out, buf[chunkHeader:n]...)
+		if uint64(len(out)) == want {
+			return out, nil
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/data"
+	"github.com/ringtrain/ringtrain/membership"
+	"github.com/ringtrain/ringtrain/transport"
+)
+
+// Membership is what the elastic loop needs from the membership layer:
+// agreement on the epoch of the next step at every step boundary.
+// *membership.Member satisfies it.
+type Membership interface {
+	Boundary(ctx context.Context, s membership.Step) (membership.Outcome, error)
+}
+
+// JobConfig configures an elastic training job on one node.
+type JobConfig struct {
+	Trainer  *Trainer
+	Member   Membership
+	Endpoint transport.Endpoint
+	// ChunkBytes and OpTimeout configure each epoch's collective.Group.
+	ChunkBytes int
+	OpTimeout  time.Duration
+	// Steps stops the job at this global step; if 0, Epochs data epochs.
+	Steps  uint64
+	Epochs int
+	// Test is evaluated (sharded) every EvalEvery steps, or at the end of
+	// each data epoch when EvalEvery is 0, and at the end.
+	Test      *data.Set
+	EvalEvery int
+	// DigestEvery compares parameter digests across members every this
+	// many steps (0: only at the end).
+	DigestEvery int
+	// CheckpointEvery calls Checkpoint every this many steps (and at the end).
+	CheckpointEvery int
+	Checkpoint      func(step uint64, epoch membership.Epoch) error
+	// Leave, when closed, makes this node leave gracefully at the next step
+	// boundary.
+	Leave <-chan struct{}
+	// OnStep, OnEval and OnEpoch see progress; they run on the job's goroutine.
+	OnStep  func(JobStep)
+	OnEval  func(JobEval)
+	OnEpoch func(membership.Epoch)
+	Log     *slog.Logger
+}
+
+// JobStep reports one applied step.
+type JobStep struct {
+	StepStats
+	Epoch       membership.Epoch
+	Peers       int
+	StepTime    time.Duration
+	CommTime    time.Duration // time inside the gradient all-reduce
+	CommBytes   int           // size of the all-reduced buffer
+	GlobalBatch int
+	TotalSteps  uint64 // estimate of the step the job ends at, with the current peers
+}
+
+// JobEval reports one evaluation.
+type JobEval struct {
+	Step uint64
+	Eval
+}
+
+// JobResult is the outcome of a job on this node.
+type JobResult struct {
+	Steps       uint64
+	Epoch       membership.Epoch
+	Final       Eval   // last evaluation (zero if none)
+	Digest      uint64 // parameter digest at the end
+	Left        bool   // this node left before the end
+	FailedSteps int    // steps whose collective failed and were retried
+	Samples     int64  // global samples trained through while this node took part
+}
+
+// timedComm measures the gradient all-reduce inside a step.
+type timedComm struct {
+	*collective.Group
+	took  time.Duration
+	bytes int
+}
+
+func (c *timedComm) AllReduce(ctx context.Context, buf []float32, op collective.Op) error {
+	start := time.Now()
+	err := c.Group.AllReduce(ctx, buf, op)
+	c.took += time.Since(start)
+	c.bytes += 4 * len(buf)
+	return err
+}
+
+// RunJob trains across membership epochs: before every step the members
+// agree on the epoch (admitting newcomers, dropping lost or leaving peers,
+// syncing the state of those behind), then run the step over that epoch's
+// ring. A step whose collective fails is not applied where it failed; the
+// next boundary forms a new epoch and brings every member to the same state.
+func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
+	t := jc.Trainer
+	log := jc.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var (
+		res  JobResult
+		g    *collective.Group
+		cur  membership.Epoch
+		last Eval
+	)
+	out, err := jc.Member.Boundary(ctx, membership.Step{Done: t.step})
+	for {
+		if err != nil {
+			return res, fmt.Errorf("train: node %s at step %d: %w", jc.Endpoint.ID(), t.step, err)
+		}
+		if out.Left {
+			res.Left = true
+			break
+		}
+		if out.Changed || g == nil {
+			cur = out.Epoch
+			g, err = collective.New(ctx, collective.Config{Endpoint: jc.Endpoint, Members: cur.Members, Epoch: cur.Number, ChunkBytes: jc.ChunkBytes, Timeout: jc.OpTimeout})
+			if err != nil {
+				log.Warn("cannot reach the new ring", "epoch", cur.Number, "err", err)
+				out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: err})
+				continue
+			}
+			if jc.OnEpoch != nil {
+				jc.OnEpoch(cur)
+			}
+		}
+		if jc.finished() {
+			break
+		}
+		if leaving(jc.Leave) {
+			out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Leave: true})
+			continue
+		}
+		serr := jc.step(ctx, g, cur, &res, &last)
+		var div *DivergenceError
+		if errors.As(serr, &div) {
+			return res, serr
+		}
+		if serr != nil {
+			res.FailedSteps++
+			log.Warn("step failed; forming the next epoch", "step", t.step, "epoch", cur.Number, "err", serr)
+		}
+		out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: serr})
+	}
+	res.Steps, res.Epoch, res.Digest = t.step, cur, t.Digest()
+	if res.Left || g == nil {
+		res.Final = last
+		return res, nil
+	}
+	// Every member reaches the end at the same step: a last digest check
+	// and evaluation on the final ring.
+	if err := t.CheckDigest(ctx, g); err != nil {
+		return res, err
+	}
+	if jc.Test != nil {
+		e, err := t.Evaluate(ctx, g, jc.Test)
+		if err != nil {
+			return res, fmt.Errorf("train: final evaluation: %w", err)
+		}
+		last = e
+		if jc.OnEval != nil {
+			jc.OnEval(JobEval{Step: t.step, Eval: e})
+		}
+	}
+	res.Final = last
+	if jc.Checkpoint != nil {
+		if err := jc.Checkpoint(t.step, cur); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func leaving(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// finished: every member holds the same position, so all stop together.
+func (jc *JobConfig) finished() bool {
+	t := jc.Trainer
+	if jc.Steps > 0 {
+		return t.step >= jc.Steps
+	}
+	return t.epoch >= uint64(jc.Epochs)
+}
+
+// totalSteps estimates the final step with the current number of peers.
+func (jc *JobConfig) totalSteps(peers int) uint64 {
+	t := jc.Trainer
+	if jc.Steps > 0 {
+		return jc.Steps
+	}
+	n := t.cfg.Train.Len()
+	gb := max(peers*t.cfg.BatchPerPeer, 1)
+	left := (jc.Epochs-int(t.epoch))*n - t.cursor
+	if left <= 0 {
+		return t.step
+	}
+	// A data epoch's tail step is short, so each epoch has ceil(n/gb) steps.
+	perEpoch := (n + gb - 1) / gb
+	rest := (n - t.cursor + gb - 1) / gb
+	return t.step + uint64(rest) + uint64(max(jc.Epochs-int(t.epoch)-1, 0)*perEpoch)
+}
+
+// step runs one step and the periodic work after it (digest check,
+// evaluation, checkpoint). A collective failure in any of them is returned
+// for the boundary to handle.
+func (jc *JobConfig) step(ctx context.Context, g *collective.Group, ep membership.Epoch, res *JobResult, last *Eval) error {
+	t := jc.Trainer
+	tc := &timedComm{Group: g}
+	start := time.Now()
+	st, err := t.Step(ctx, tc)
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	res.Samples += int64(st.Share.Global)
+	if jc.OnStep != nil {
+		jc.OnStep(JobStep{StepStats: st, Epoch: ep, Peers: g.Size(), StepTime: took, CommTime: tc.took, CommBytes: tc.bytes,
+			GlobalBatch: g.Size() * t.cfg.BatchPerPeer, TotalSteps: jc.totalSteps(g.Size())})
+	}
+	if k := jc.DigestEvery; k > 0 && t.step%uint64(k) == 0 {
+		if err := t.CheckDigest(ctx, g); err != nil {
+			return err
+		}
+	}
+	evalNow := (jc.EvalEvery > 0 && t.step%uint64(jc.EvalEvery) == 0) || (jc.EvalEvery == 0 && st.EpochDone)
+	if jc.Test != nil && evalNow && !jc.finished() {
+		e, err := t.Evaluate(ctx, g, jc.Test)
+		if err != nil {
+			return err
+		}
+		*last = e
+		if jc.OnEval != nil {
+			jc.OnEval(JobEval{Step: t.step, Eval: e})
+		}
+	}
+	if k := jc.CheckpointEvery; jc.Checkpoint != nil && k > 0 && t.step%uint64(k) == 0 && !jc.finished() {
+		if err := jc.Checkpoint(t.step, ep); err != nil {
+			// A full disk is not a reason to stop training everywhere.
+			jc.logf("checkpoint failed", "step", t.step, "err", err)
+		}
+	}
+	return nil
+}
+
+func (jc *JobConfig) logf(msg string, args ...any) {
+	if jc.Log != nil {
+		jc.Log.Warn(msg, args...)
+	}
+}
+
+// SamplesPerSecond is a helper for progress displays: global samples per
+// second of a step.
+func (s JobStep) SamplesPerSecond() float64 {
+	if s.StepTime <= 0 {
+		return 0
+	}
+	return float64(s.Share.Global) / s.StepTime.Seconds()
+}
+
+// ETA estimates the time left from the last step's duration.
+func (s JobStep) ETA() time.Duration {
+	if s.TotalSteps <= s.Step+1 {
+		return 0
+	}
+	left := float64(s.TotalSteps - s.Step - 1)
+	return time.Duration(math.Min(left*float64(s.StepTime), float64(100*24*time.Hour)))
+}

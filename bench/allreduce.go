@@ -369,19 +369,15 @@ func runPeer(ctx context.Context, cl *cluster, pr *peers.Runner, n int, spec mea
 	if err != nil {
 		return nil, nil, err
 	}
-	launches, err := pr.Launch(peers.Placement{Hosts: hosts, Namespaces: nsNames, Iface: cl.iface(), RendezvousAddr: port})
+	results, err := startPeerRun(ctx, cl, pr, hosts, nsNames, port)
+	// OpenMPI's daemons occasionally fail to start across namespaces
+	// (mpirun then waits forever in MPI_Init): start-up failures, where
+	// nothing was measured yet, are retried.
+	for try := 1; try < 3 && errors.Is(err, errNotReady) && ctx.Err() == nil; try++ {
+		fmt.Printf("# %s n=%d: start-up failed, retrying: %v\n", pr.Name, n, firstLine(err))
+		results, err = startPeerRun(ctx, cl, pr, hosts, nsNames, port)
+	}
 	if err != nil {
-		return nil, nil, err
-	}
-	var names []string
-	var cmds = launches.Cmds(ctx)
-	results := make([]measureResult, len(cmds))
-	var out []any
-	for i := range cmds {
-		names = append(names, fmt.Sprintf("%s rank %d", pr.Name, i))
-		out = append(out, &results[i])
-	}
-	if _, err := runProcs(ctx, names, cmds, out); err != nil {
 		return nil, nil, err
 	}
 	cpu := make([]float64, 0)
@@ -394,4 +390,31 @@ func runPeer(ctx context.Context, cl *cluster, pr *peers.Runner, n int, spec mea
 		}
 	}
 	return results, cpu, nil
+}
+
+// startPeerRun launches one run of a compared library and collects its
+// ranks' results.
+func startPeerRun(ctx context.Context, cl *cluster, pr *peers.Runner, hosts, nsNames []string, rendezvous string) ([]measureResult, error) {
+	launches, err := pr.Launch(peers.Placement{Hosts: hosts, Namespaces: nsNames, Iface: cl.iface(), RendezvousAddr: rendezvous})
+	if err != nil {
+		return nil, err
+	}
+	cmds := launches.Cmds(ctx)
+	names := make([]string, len(cmds))
+	results := make([]measureResult, len(cmds))
+	out := make([]any, len(cmds))
+	for i := range cmds {
+		names[i] = fmt.Sprintf("%s rank %d", pr.Name, i)
+		out[i] = &results[i]
+	}
+	if err := runProcs(ctx, names, cmds, out); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// firstLine is an error's first line (peers' stderr can be long).
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }

@@ -25,10 +25,18 @@ import (
 // Peers that need no such linger (MPI, gloo) just exit after their result.
 // Logs go to stderr.
 const (
+	// readyTimeout bounds a peer's start-up: process start, namespace
+	// entry, and for MPI the start of its daemons.
+	readyTimeout = time.Minute
+
 	readyLine = "READY"
 	goLine    = "GO"
 	exitLine  = "EXIT"
 )
+
+// errNotReady marks a run that failed before every peer was ready: nothing
+// was measured, so the run may be retried.
+var errNotReady = errors.New("peers did not start")
 
 // proc is one started peer process.
 type proc struct {
@@ -125,10 +133,9 @@ func (p *proc) stop() {
 // runProcs starts the commands, waits until all are READY, tells them GO,
 // and decodes each one's final JSON line into results[i]. All processes are
 // stopped and reaped before it returns.
-func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []any) (cpu float64, err error) {
+func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []any) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cpu0 := childCPU()
 	procs := make([]*proc, 0, len(cmds))
 	defer func() {
 		for _, p := range procs {
@@ -138,25 +145,27 @@ func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []a
 	for i, c := range cmds {
 		p, err := startProc(names[i], c)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		procs = append(procs, p)
 	}
+	readyCtx, cancelReady := context.WithTimeout(ctx, readyTimeout)
+	defer cancelReady()
 	for _, p := range procs {
-		l, ok, err := p.next(ctx)
+		l, ok, err := p.next(readyCtx)
 		if err != nil {
-			return 0, err
+			return fmt.Errorf("%w: %w", errNotReady, err)
 		}
 		if !ok {
-			return 0, p.exited()
+			return fmt.Errorf("%w: %w", errNotReady, p.exited())
 		}
 		if l != readyLine {
-			return 0, fmt.Errorf("%s: want %s, got %q", p.name, readyLine, l)
+			return fmt.Errorf("%w: %s: want %s, got %q", errNotReady, p.name, readyLine, l)
 		}
 	}
 	for _, p := range procs {
 		if _, err := io.WriteString(p.stdin, goLine+"\n"); err != nil {
-			return 0, fmt.Errorf("%s: %w", p.name, err)
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
 	errs := make([]error, len(procs))
@@ -188,7 +197,7 @@ func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []a
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return 0, err
+		return err
 	}
 	// Everyone has its result: let them close and exit.
 	for _, p := range procs {
@@ -203,9 +212,9 @@ func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []a
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return 0, err
+		return err
 	}
-	return childCPU() - cpu0, nil
+	return nil
 }
 
 // driverLink is the worker side of the protocol.
@@ -264,9 +273,6 @@ func (d *driverLink) finish(ctx context.Context, result any) error {
 
 // selfCPU is this process's user+system CPU time in seconds.
 func selfCPU() float64 { return rusageCPU(syscall.RUSAGE_SELF) }
-
-// childCPU is the user+system CPU time of this process's reaped children.
-func childCPU() float64 { return rusageCPU(syscall.RUSAGE_CHILDREN) }
 
 func rusageCPU(who int) float64 {
 	var ru syscall.Rusage

@@ -161,7 +161,7 @@ func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
 // both ends together.
 func rawQUICRef(ctx context.Context, recv, send *exec.Cmd) (bytes int64, goodput, cpuPerGiB float64, err error) {
 	var r, s rawQUICResult
-	if _, err := runProcs(ctx, []string{"rawquic receiver", "rawquic sender"}, []*exec.Cmd{recv, send}, []any{&r, &s}); err != nil {
+	if err := runProcs(ctx, []string{"rawquic receiver", "rawquic sender"}, []*exec.Cmd{recv, send}, []any{&r, &s}); err != nil {
 		return 0, 0, 0, err
 	}
 	if r.Seconds <= 0 || r.Bytes == 0 {

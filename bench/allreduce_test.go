@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"slices"
@@ -133,9 +134,12 @@ func TestRunProcsReportsFailure(t *testing.T) {
 	defer cancel()
 	bad := subcommand(ctx, t, "rawquic", "--role", "bogus")
 	var r rawQUICResult
-	_, err := runProcs(ctx, []string{"bad peer"}, []*exec.Cmd{bad}, []any{&r})
+	err := runProcs(ctx, []string{"bad peer"}, []*exec.Cmd{bad}, []any{&r})
 	if err == nil || !strings.Contains(err.Error(), "--role must be recv or send") {
 		t.Fatalf("err = %v, want the peer's own message", err)
+	}
+	if !errors.Is(err, errNotReady) {
+		t.Fatalf("err = %v, want errNotReady (a failed start is retryable)", err)
 	}
 	if bad.ProcessState == nil {
 		t.Fatal("process not reaped")

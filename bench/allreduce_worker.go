@@ -117,7 +117,7 @@ func runProcJob(ctx context.Context, cl *cluster, exe string, roles []roleSpec, 
 		cmds = append(cmds, cl.command(ctx, slots[i], exe, "worker", "--spec", string(b)))
 		out = append(out, &results[i])
 	}
-	if _, err := runProcs(ctx, names, cmds, out); err != nil {
+	if err := runProcs(ctx, names, cmds, out); err != nil {
 		return nil, nil, err
 	}
 	cpu := make([]float64, len(spec.Sizes))

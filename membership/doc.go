@@ -14,7 +14,9 @@
 // is refused by the alive and merge delegates; the refused node's New
 // returns an error wrapping ErrIncompatible. Peers that gossip declared
 // dead are re-joined periodically, so the sides of a healed partition meet
-// again (memberlist alone never probes dead nodes).
+// again (memberlist alone never probes dead nodes). Every node runs a
+// control receiver per live peer, so it holds a (mostly idle) transport
+// connection to every peer: a full mesh, N·(N−1)/2 connections.
 //
 // # Epoch agreement
 //
@@ -32,14 +34,19 @@
 //
 // A node acknowledges a proposal only if it replaces the node's current
 // epoch, carries a higher number than any it promised, and no other
-// proposal replacing that epoch is promised (a promise ends when its
-// proposer withdraws it, when a commit replaces the epoch, or when the
-// proposer is lost and twice AckTimeout passed). A member applies a commit
-// only if it is the proposal it promised. A proposal needs reports from a
-// majority of e's members, so a partition's minority never forms an epoch;
-// it waits, and once gossip shows a newer epoch it drops its own and asks
-// to be admitted like a newcomer. Nodes left out of a commit (excluded,
-// late) become newcomers too. Control messages travel over transport.Conn
+// proposal replacing that epoch is promised. A promise ends when its
+// proposer withdraws it, when a commit replaces the epoch, when gossip
+// shows a member of the proposal running a later epoch, or when the
+// proposer is lost, twice AckTimeout passed, and no member of the proposal
+// shows its epoch. A member applies a commit only if it is the proposal it
+// promised; one that sees (by gossip) a member of its promised proposal
+// already running it asks that member to resend the commit it missed.
+//
+// A proposal needs reports from a majority of e's members, so a
+// partition's minority never forms an epoch; it waits, and once gossip
+// shows a newer epoch it drops its own and asks to be admitted like a
+// newcomer. Nodes left out of a commit (excluded, late) become newcomers
+// too. Control messages travel over transport.Conn
 // on tags whose Op is at or above transport.ControlOpBase, in a small
 // versioned binary encoding with bounds checks (msg.go).
 //
@@ -60,12 +67,12 @@
 //   - A graceful leave (Step.Leave) is agreed at a boundary: no collective
 //     fails because of it.
 //
-// Known limit: a promise is released when its proposer is lost (gossip
-// dead or transport peer-lost) and 2×AckTimeout passed without a commit.
-// If that proposer had in fact committed to the other members (it was only
-// cut off from this one), this member may join a competing proposal; if
-// the first epoch's remaining members are a majority of it, they can
-// re-form without this member while the competing epoch trains too. Closing
-// this window needs Paxos-style recovery (a new proposer re-proposes any
-// member list a member already promised) and is not done yet.
+// Known limit: promise release trusts gossip. If a proposer committed to
+// the other members but was cut off from this one, and gossip did not show
+// this node any member running the committed epoch within 2×AckTimeout,
+// this node may join a competing proposal; the committed epoch then lacks
+// a member, its collectives fail, and its remaining members could re-form
+// without this node if they are a majority of it. Paxos-style recovery (a
+// new proposer re-proposing an accepted member list) would close this; it
+// does not fit the all-members acknowledgement used here and is not done.
 package membership

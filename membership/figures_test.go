@@ -46,6 +46,7 @@ func TestFigureFormation(t *testing.T) {
 				gossipAt time.Duration
 				epochs   = make([]membership.Epoch, n)
 				errs     = make([]error, n)
+				agreed   time.Duration // when the last node got the first epoch
 			)
 			wg.Go(func() {
 				waitFor(t, "gossip convergence", 60*time.Second, func() bool {
@@ -64,10 +65,12 @@ func TestFigureFormation(t *testing.T) {
 				wg.Go(func() {
 					out, err := nd.m.Boundary(ctx, membership.Step{NoState: true})
 					epochs[i], errs[i] = out.Epoch, err
+					mu.Lock()
+					agreed = max(agreed, time.Since(start))
+					mu.Unlock()
 				})
 			}
 			wg.Wait()
-			agreed := time.Since(start)
 			for i, err := range errs {
 				if err != nil {
 					t.Fatalf("%s: %v", nodes[i].id, err)

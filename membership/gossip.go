@@ -290,8 +290,11 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 }
 
 // receive reads control messages from one peer into the inbox until the
-// peer is lost or the member closes. It runs for the member's lifetime, so
-// its Recv is bounded by the member's context rather than a deadline.
+// member closes or gossip no longer sees the peer alive. It runs for the
+// member's lifetime, so its Recv is bounded by the member's context rather
+// than a deadline. A lost connection is reported at once (the transport
+// knows before gossip does) and re-dialled while gossip still sees the
+// peer, since a transient break must not silence it for good.
 func (m *Member) receive(peer string) {
 	defer m.wg.Done()
 	defer func() {
@@ -299,36 +302,40 @@ func (m *Member) receive(peer string) {
 		delete(m.receivers, peer)
 		m.mu.Unlock()
 	}()
-	var c transport.Conn
-	for c == nil {
-		var err error
-		c, err = m.cfg.Endpoint.Conn(m.ctx, peer)
-		if err != nil {
-			if m.ctx.Err() != nil {
-				return
-			}
-			m.log.Debug("control dial", "peer", peer, "err", err)
+	buf := make([]byte, maxControl)
+	for {
+		c, err := m.cfg.Endpoint.Conn(m.ctx, peer)
+		if err == nil {
+			err = m.receiveFrom(c, peer, buf)
+		}
+		if m.ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, transport.ErrPeerLost) {
 			select {
-			case <-m.ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
+			case m.lost <- peer:
+			default:
 			}
 		}
+		m.log.Debug("control receiver interrupted", "peer", peer, "err", err)
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(m.cfg.ResendInterval):
+		}
+		if !m.alive(peer) {
+			return // restarted by the next gossip event about the peer
+		}
 	}
-	buf := make([]byte, maxControl)
+}
+
+// receiveFrom reads from one connection until it fails.
+func (m *Member) receiveFrom(c transport.Conn, peer string, buf []byte) error {
 	for {
 		n, err := c.Recv(m.ctx, controlTag(), buf)
 		if err != nil {
 			if m.ctx.Err() != nil || errors.Is(err, transport.ErrPeerLost) || errors.Is(err, transport.ErrClosed) {
-				m.log.Debug("control receiver ends", "peer", peer, "err", err)
-				if errors.Is(err, transport.ErrPeerLost) {
-					// The transport knows before gossip does.
-					select {
-					case m.lost <- peer:
-					default:
-					}
-				}
-				return
+				return err
 			}
 			m.log.Warn("control receive", "peer", peer, "err", err)
 			continue
@@ -342,7 +349,7 @@ func (m *Member) receive(peer string) {
 		select {
 		case m.inbox <- mm:
 		case <-m.ctx.Done():
-			return
+			return m.ctx.Err()
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,3 +98,49 @@ func TestConfigRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestRosterMetadata checks that gossip delivers every node's metadata
+// (QUIC address, state, epoch) to the others, through OnRoster snapshots
+// and Roster.
+func TestRosterMetadata(t *testing.T) {
+	c := newCluster(t)
+	var (
+		mu    sync.Mutex
+		snaps []membership.Roster
+	)
+	c.cfg = func(cfg *membership.Config) {
+		cfg.QUICAddr = quicAddr(cfg.ID)
+		if cfg.ID == "n00" {
+			cfg.OnRoster = func(r membership.Roster) {
+				mu.Lock()
+				snaps = append(snaps, r)
+				mu.Unlock()
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var nodes []*node
+	for _, id := range ids(3) {
+		nodes = append(nodes, c.add(ctx, id))
+	}
+	waitFor(t, "n00 sees both peers", 10*time.Second, func() bool { return len(nodes[0].m.Roster().Alive()) == 2 })
+	for _, id := range []string{"n01", "n02"} {
+		p, ok := nodes[0].m.Roster().Get(id)
+		if !ok {
+			t.Fatalf("n00's roster lacks %s", id)
+		}
+		if p.QUICAddr != quicAddr(id) || p.State != membership.StateJoining || p.Epoch != 0 || p.Fingerprint != "test-model-v1" {
+			t.Errorf("%s metadata %+v", id, p.Meta)
+		}
+	}
+	mu.Lock()
+	n := len(snaps)
+	mu.Unlock()
+	if n < 2 {
+		t.Errorf("OnRoster called %d times, want at least one per peer", n)
+	}
+}
+
+// quicAddr is a distinct made-up data-plane address per test node.
+func quicAddr(id string) string { return "127.0.0.1:7" + strings.TrimPrefix(id, "n") }

@@ -58,6 +58,15 @@ type filterTransport struct {
 	self    string
 	p       *partition
 	packets chan *memberlist.Packet
+	done    chan struct{} // closed by Shutdown
+}
+
+// Shutdown stops the inner transport first: its UDP listener may be
+// blocked handing a packet to the forwarder, which must keep draining.
+func (f *filterTransport) Shutdown() error {
+	err := f.NetTransport.Shutdown()
+	close(f.done)
+	return err
 }
 
 func newFilterTransport(t testing.TB, self string, p *partition) *filterTransport {
@@ -79,14 +88,24 @@ func newFilterTransport(t testing.TB, self string, p *partition) *filterTranspor
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &filterTransport{NetTransport: nt, self: self, p: p, packets: make(chan *memberlist.Packet, 256)}
+	f := &filterTransport{NetTransport: nt, self: self, p: p, packets: make(chan *memberlist.Packet, 256), done: make(chan struct{})}
 	p.mu.Lock()
 	p.addrOf[fmt.Sprintf("127.0.0.1:%d", nt.GetAutoBindPort())] = self
 	p.mu.Unlock()
 	go func() {
-		for pk := range nt.PacketCh() {
-			if !p.blocked(self, pk.From.String()) {
-				f.packets <- pk
+		for {
+			select {
+			case <-f.done:
+				return
+			case pk := <-nt.PacketCh():
+				if p.blocked(self, pk.From.String()) {
+					continue
+				}
+				select {
+				case f.packets <- pk:
+				case <-f.done:
+					return
+				}
 			}
 		}
 	}()

@@ -37,6 +37,10 @@ func TestPromiseRules(t *testing.T) {
 	m.ag.init()
 	m.ag.epoch = Epoch{Number: 5, Members: []string{"a", "b", "p1", "p2"}}
 	members := []string{"a", "b", "p1", "p2"}
+	// setPeer makes gossip show id alive and active in epoch e.
+	setPeer := func(id string, e uint64) {
+		m.peers[id] = &Peer{Meta: Meta{ID: id, State: StateActive, Protocol: ProtocolVersion, Epoch: e}, Alive: true}
+	}
 
 	const (
 		none = iota
@@ -74,11 +78,17 @@ func TestPromiseRules(t *testing.T) {
 		{"the promise holds while its proposer lives", "p2",
 			msg{Kind: kindPropose, Epoch: 9, Base: 7, Proposer: "p2", Members: members},
 			func() { m.ag.promisedAt = time.Now().Add(-time.Hour) }, refuse, 7},
-		{"a lost proposer's stale promise is released", "p2",
+		{"a promise whose epoch a later one superseded is released", "p2",
 			msg{Kind: kindPropose, Epoch: 9, Base: 7, Proposer: "p2", Members: members},
-			func() { m.ag.suspects["p1"] = true }, ack, 7},
-		{"a commit excluding this node leaves it without an epoch", "p2",
-			msg{Kind: kindCommit, Epoch: 9, Base: 7, Proposer: "p2", Members: []string{"b", "p2"}}, nil, none, 0},
+			func() { setPeer("b", 9) }, ack, 7},
+		{"a lost proposer's promise holds while a member shows its epoch", "p1",
+			msg{Kind: kindPropose, Epoch: 10, Base: 7, Proposer: "p1", Members: members},
+			func() { m.ag.promisedAt = time.Now().Add(-time.Hour); m.ag.suspects["p2"] = true }, refuse, 7},
+		{"and is released when none does", "p1",
+			msg{Kind: kindPropose, Epoch: 10, Base: 7, Proposer: "p1", Members: members},
+			func() { setPeer("b", 7) }, ack, 7},
+		{"a commit excluding this node leaves it without an epoch", "p1",
+			msg{Kind: kindCommit, Epoch: 10, Base: 7, Proposer: "p1", Members: []string{"b", "p1"}}, nil, none, 0},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -8,8 +8,9 @@ import (
 
 // sendState streams state to peer in chunks on the epoch's state tag. Each
 // chunk carries the total size and its offset, so the receiver checks order
-// and bounds without trusting a single length up front.
-func (m *Member) sendState(ctx context.Context, epoch uint64, peer string, state []byte) error {
+// and bounds without trusting a single length up front. Each chunk must be
+// accepted within chunkTimeout.
+func (m *Member) sendState(ctx context.Context, epoch uint64, peer string, state []byte, chunkTimeout time.Duration) error {
 	c, err := m.cfg.Endpoint.Conn(ctx, peer)
 	if err != nil {
 		return fmt.Errorf("membership: node %s: state sync to %s (epoch %d): %w", m.cfg.ID, peer, epoch, err)
@@ -20,7 +21,10 @@ func (m *Member) sendState(ctx context.Context, epoch uint64, peer string, state
 		n := min(m.cfg.ChunkBytes, len(state)-off)
 		putChunkHeader(buf, total, uint64(off))
 		copy(buf[chunkHeader:], state[off:off+n])
-		if err := c.Send(ctx, stateTag(epoch), buf[:chunkHeader+n]); err != nil {
+		cctx, cancel := context.WithTimeout(ctx, chunkTimeout)
+		err := c.Send(cctx, stateTag(epoch), buf[:chunkHeader+n])
+		cancel()
+		if err != nil {
 			return fmt.Errorf("membership: node %s: state sync to %s (epoch %d, offset %d): %w", m.cfg.ID, peer, epoch, off, err)
 		}
 		off += n

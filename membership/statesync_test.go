@@ -47,7 +47,7 @@ func TestStateSyncChunks(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			errc := make(chan error, 1)
-			go func() { errc <- src.sendState(ctx, 3, "dst", state) }()
+			go func() { errc <- src.sendState(ctx, 3, "dst", state, time.Second) }()
 			got, err := dst.recvState(ctx, 3, "src", time.Second)
 			if err != nil {
 				t.Fatal(err)

@@ -137,10 +137,6 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		if jc.finished() {
 			break
 		}
-		if leaving(jc.Leave) {
-			out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Leave: true})
-			continue
-		}
 		serr := jc.step(ctx, g, cur, &res, &last)
 		var div *DivergenceError
 		if errors.As(serr, &div) {
@@ -150,11 +146,20 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 			res.FailedSteps++
 			log.Warn("step failed; forming the next epoch", "step", t.step, "epoch", cur.Number, "err", serr)
 		}
-		out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: serr})
+		// A leave is announced in the boundary right after a step, which
+		// every member attends, so the others form the next epoch without
+		// this node and no collective waits for it.
+		out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: serr, Leave: leaving(jc.Leave)})
 	}
 	res.Steps, res.Epoch, res.Digest = t.step, cur, t.Digest()
 	if res.Left || g == nil {
 		res.Final = last
+		if res.Left && jc.Checkpoint != nil {
+			// Leaving keeps this node's state, e.g. to --resume later.
+			if err := jc.Checkpoint(t.step, cur); err != nil {
+				return res, err
+			}
+		}
 		return res, nil
 	}
 	// Every member reaches the end at the same step: a last digest check

@@ -53,7 +53,7 @@ func runLocal(ctx context.Context, c *config, args []string, stdout, stderr io.W
 	for i := range nodes {
 		nodes[i] = fmt.Sprintf("local-%d", i)
 	}
-	var rep reporter = &logReporter{log: log, interval: 2 * time.Second}
+	var rep reporter = &logReporter{log: log, interval: 2 * time.Second, nameNode: true}
 	if tty && c.Progress != "log" {
 		rep = newMultiBar(stderr, nodes)
 	}

@@ -41,6 +41,7 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		h, _ := os.Hostname()
 		id = fmt.Sprintf("%s-%d", h, os.Getpid())
 	}
+	base := log // quic and membership name the node themselves
 	log = log.With("node", id)
 
 	sec, err := c.secret()
@@ -106,7 +107,7 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		}
 	}
 
-	ep, err := quic.Listen(quic.Config{ID: id, Cluster: cluster, ListenAddr: c.QUICListen, Logger: log.With("component", "quic")})
+	ep, err := quic.Listen(quic.Config{ID: id, Cluster: cluster, ListenAddr: c.QUICListen, Logger: base.With("component", "quic")})
 	if err != nil {
 		return fmt.Errorf("quic: %w", err)
 	}
@@ -149,7 +150,7 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 			}
 		}
 	}
-	mc.Logger = log.With("component", "membership")
+	mc.Logger = base.With("component", "membership")
 	mem, err := membership.New(ctx, mc)
 	if err != nil {
 		return err

@@ -27,9 +27,10 @@ type progress struct {
 	ETA         time.Duration
 }
 
-// attrs are the log attributes of a progress line; parseProgress reads them back.
+// attrs are the log attributes of a progress line (the logger adds the
+// node); parseProgress reads them back.
 func (p progress) attrs() []any {
-	return []any{"node", p.Node, "step", p.Step, "total_steps", p.TotalSteps, "data_epoch", p.DataEpoch,
+	return []any{"step", p.Step, "total_steps", p.TotalSteps, "data_epoch", p.DataEpoch,
 		"loss", round(p.Loss, 4), "accuracy", round(p.Accuracy, 4), "samples_per_s", round(p.SamplesPerS, 1),
 		"peers", p.Peers, "membership_epoch", p.MemberEpoch, "eta_s", round(p.ETA.Seconds(), 1)}
 }
@@ -62,6 +63,7 @@ type logReporter struct {
 	log      *slog.Logger
 	interval time.Duration
 	last     time.Time
+	nameNode bool // the logger does not name the node (--local's parent)
 }
 
 func (r *logReporter) update(p progress) {
@@ -69,7 +71,11 @@ func (r *logReporter) update(p progress) {
 		return
 	}
 	r.last = time.Now()
-	r.log.Info("progress", p.attrs()...)
+	attrs := p.attrs()
+	if r.nameNode {
+		attrs = append([]any{"node", p.Node}, attrs...)
+	}
+	r.log.Info("progress", attrs...)
 }
 
 func (r *logReporter) message(msg string, attrs ...any) { r.log.Info(msg, attrs...) }

@@ -89,6 +89,30 @@ func ReadFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
 	return buf[:n], nil
 }
 
+// ReadFrameGrow is ReadFrame for frames whose bound is large but whose
+// usual size is small: *buf grows (up to max, after the length is checked)
+// only when a frame needs it, so idle connections hold small buffers.
+func ReadFrameGrow(r io.Reader, buf *[]byte, max int) ([]byte, error) {
+	var pfx [PrefixLen]byte
+	if _, err := io.ReadFull(r, pfx[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(pfx[:])
+	if uint64(n) > uint64(max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameSize, n, max)
+	}
+	if int(n) > len(*buf) {
+		*buf = make([]byte, n)
+	}
+	if _, err := io.ReadFull(r, (*buf)[:n]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return (*buf)[:n], nil
+}
+
 // DecodeControl decodes a control frame body. It fails unless exactly one
 // known body is set.
 func DecodeControl(b []byte) (*Control, error) {

@@ -127,3 +127,30 @@ func TestAppendFrameRefusesOversize(t *testing.T) {
 		t.Fatalf("AppendFrame = %d bytes, %v; want ErrFrameSize and dst untouched", len(dst), err)
 	}
 }
+
+func TestReadFrameGrow(t *testing.T) {
+	big := bytes.Repeat([]byte{7}, 300)
+	in := append(binary.BigEndian.AppendUint32(nil, 3), 1, 2, 3)
+	in = append(append(in, binary.BigEndian.AppendUint32(nil, 300)...), big...)
+	in = append(in, binary.BigEndian.AppendUint32(nil, 301)...)
+	r := bytes.NewReader(in)
+	buf := make([]byte, 16)
+	tests := []struct {
+		name    string
+		want    []byte
+		wantErr error
+		wantCap int
+	}{
+		{"fits", []byte{1, 2, 3}, nil, 16},
+		{"grows", big, nil, 300},
+		{"over max", nil, ErrFrameSize, 300},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReadFrameGrow(r, &buf, 300)
+			if !errors.Is(err, tt.wantErr) || !bytes.Equal(got, tt.want) || len(buf) != tt.wantCap {
+				t.Fatalf("got %d bytes, %v, buffer %d; want %d bytes, %v, buffer %d", len(got), err, len(buf), len(tt.want), tt.wantErr, tt.wantCap)
+			}
+		})
+	}
+}

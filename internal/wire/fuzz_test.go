@@ -107,6 +107,10 @@ func FuzzReadFrame(f *testing.F) {
 				t.Fatalf("frame body does not match the input")
 			}
 			consumed += n
+			grown := make([]byte, 0)
+			if g, err := ReadFrameGrow(bytes.NewReader(b[consumed-n:]), &grown, max); err != nil || !bytes.Equal(g, body) {
+				t.Fatalf("ReadFrameGrow disagrees with ReadFrame: %v", err)
+			}
 			// Decoding must not panic whatever the body holds.
 			DecodeControl(body)
 			DecodeDataHeader(body, max)

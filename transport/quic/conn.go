@@ -298,6 +298,12 @@ func (c *conn) send(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 		err = s.Close()
 	}
 	if err != nil {
+		// After a cancellation Close reports only "canceled stream"; the
+		// stream's context holds the StreamError that says who and why.
+		var se *quicgo.StreamError
+		if cause := context.Cause(s.Context()); errors.As(cause, &se) {
+			err = se
+		}
 		s.CancelWrite(codeCanceled)
 		return c.streamErr(ctx, tag, ts, err)
 	}
@@ -387,8 +393,8 @@ func (c *conn) streamErr(ctx context.Context, tag transport.Tag, ts *tagState, e
 	if ferr != nil {
 		return ferr // aborted or refused: the recorded reason says why
 	}
-	if e := ctxOrDeadline(ctx, err); e != err {
-		return e
+	if ctx.Err() != nil {
+		return ctx.Err() // the call's own deadline or cancellation ended it
 	}
 	var se *quicgo.StreamError
 	if !errors.As(err, &se) {

@@ -375,7 +375,7 @@ func (e *Endpoint) dialOnce(ctx context.Context, peer, addr string) (*conn, erro
 	if _, err := ctrl.Write(frame); err != nil {
 		return fail(err)
 	}
-	body, err := wire.ReadFrame(ctrl, make([]byte, wire.MaxControlSize), wire.MaxControlSize)
+	body, err := wire.ReadFrameGrow(ctrl, new([]byte), wire.MaxControlSize)
 	if err != nil {
 		var ae *quicgo.ApplicationError
 		if errors.As(err, &ae) && ae.ErrorCode == codeDuplicate {
@@ -433,7 +433,7 @@ func (e *Endpoint) handleIncoming(qc *quicgo.Conn) {
 	}
 	deadline, _ := ctx.Deadline()
 	ctrl.SetDeadline(deadline)
-	body, err := wire.ReadFrame(ctrl, make([]byte, wire.MaxControlSize), wire.MaxControlSize)
+	body, err := wire.ReadFrameGrow(ctrl, new([]byte), wire.MaxControlSize)
 	if err != nil {
 		refuse(codeProtocol, "reading hello: "+err.Error())
 		return

@@ -1,10 +1,8 @@
 package quic
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	quicgo "github.com/quic-go/quic-go"
 
@@ -80,17 +78,4 @@ func permanent(err error) bool {
 	return errors.Is(err, secret.ErrForeignPeer) || errors.Is(err, secret.ErrWrongPeer) ||
 		errors.Is(err, errDuplicate) || errors.Is(err, transport.ErrProtocol) ||
 		errors.Is(err, transport.ErrUnknownPeer) || errors.Is(err, transport.ErrClosed)
-}
-
-// ctxOrDeadline maps a stream deadline error to the ctx error that caused it.
-func ctxOrDeadline(ctx context.Context, err error) error {
-	if ctx.Err() != nil && (errors.Is(err, os.ErrDeadlineExceeded) || isCanceledLocally(err)) {
-		return ctx.Err()
-	}
-	return err
-}
-
-func isCanceledLocally(err error) bool {
-	var se *quicgo.StreamError
-	return errors.As(err, &se) && !se.Remote && se.ErrorCode == codeCanceled
 }

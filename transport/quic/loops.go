@@ -20,9 +20,9 @@ const headerTimeout = 30 * time.Second
 
 // controlLoop reads the peer's control frames until the connection ends.
 func (c *conn) controlLoop() {
-	buf := make([]byte, wire.MaxControlSize)
+	buf := make([]byte, 512) // grows for the rare large control frame
 	for {
-		body, err := wire.ReadFrame(c.ctrl, buf, wire.MaxControlSize)
+		body, err := wire.ReadFrameGrow(c.ctrl, &buf, wire.MaxControlSize)
 		if err != nil {
 			if c.qc.Context().Err() == nil && !c.isDead() {
 				c.violation("control stream: %v", err)

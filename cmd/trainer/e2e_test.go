@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// End-to-end tests of the built binary: separate trainer processes on
+// 127.0.0.1 over QUIC, joined through a seed list.
+
+func buildTrainer(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: builds and runs trainer processes")
+	}
+	bin := filepath.Join(t.TempDir(), "trainer")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// node is one trainer process and what it logged.
+type node struct {
+	id   string
+	cmd  *exec.Cmd
+	dir  string
+	mu   sync.Mutex
+	recs []map[string]any
+	done chan error
+}
+
+type cluster struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	secret string
+	nodes  []*node
+	seed   string
+}
+
+func newCluster(t *testing.T) *cluster {
+	return &cluster{t: t, bin: buildTrainer(t), dir: t.TempDir(), secret: "e2e-test-secret-0123456789"}
+}
+
+// start launches a node; the first one's gossip address becomes the seed.
+func (c *cluster) start(id string, args ...string) *node {
+	c.t.Helper()
+	n := &node{id: id, dir: filepath.Join(c.dir, id), done: make(chan error, 1)}
+	os.MkdirAll(n.dir, 0o755)
+	a := []string{"--node-id", id, "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0",
+		"--log-format", "json", "--progress", "log", "--summary-json", filepath.Join(n.dir, "summary.json")}
+	if c.seed != "" {
+		a = append(a, "--seeds", c.seed)
+	}
+	n.cmd = exec.Command(c.bin, append(a, args...)...)
+	n.cmd.Env = append(os.Environ(), "RINGTRAIN_SECRET="+c.secret)
+	n.cmd.Stderr = os.Stderr
+	out, err := n.cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := n.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { n.cmd.Process.Kill() })
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var r map[string]any
+			if json.Unmarshal(sc.Bytes(), &r) == nil {
+				n.mu.Lock()
+				n.recs = append(n.recs, r)
+				n.mu.Unlock()
+			}
+		}
+		n.done <- n.cmd.Wait()
+	}()
+	c.nodes = append(c.nodes, n)
+	if c.seed == "" {
+		r := n.waitFor(c.t, 30*time.Second, func(r map[string]any) bool { return r["msg"] == "listening" })
+		c.seed = r["gossip"].(string)
+	}
+	return n
+}
+
+// waitFor returns the first log record matching pred.
+func (n *node) waitFor(t *testing.T, d time.Duration, pred func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for i := 0; ; {
+		n.mu.Lock()
+		for ; i < len(n.recs); i++ {
+			if pred(n.recs[i]) {
+				r := n.recs[i]
+				n.mu.Unlock()
+				return r
+			}
+		}
+		n.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no matching log line within %v", n.id, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func progressAt(step int) func(map[string]any) bool {
+	return func(r map[string]any) bool {
+		s, _ := r["step"].(float64)
+		return r["msg"] == "progress" && int(s) >= step
+	}
+}
+
+func (n *node) wait(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Fatalf("%s exited: %v", n.id, err)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s still running after %v", n.id, d)
+	}
+}
+
+func (n *node) summary(t *testing.T) summary {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "summary.json"))
+	if err != nil {
+		t.Fatalf("%s: %v", n.id, err)
+	}
+	var s summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("%s: %v", n.id, err)
+	}
+	return s
+}
+
+// TestScaleUpE2E: 4 trainers from a seed list train the MLP; a 5th started
+// mid-run joins and takes part; all 5 end with the same parameters and the
+// accuracy target.
+func TestScaleUpE2E(t *testing.T) {
+	c := newCluster(t)
+	args := []string{"--model", "mlp", "--epochs", "3", "--min-peers", "4"}
+	for i := range 4 {
+		c.start(fmt.Sprintf("node-%d", i), args...)
+	}
+	c.nodes[0].waitFor(t, 2*time.Minute, progressAt(60))
+	late := c.start("node-4", args...)
+	// The newcomer's first step runs in a 5-member epoch.
+	r := late.waitFor(t, 2*time.Minute, progressAt(1))
+	if p, _ := r["peers"].(float64); p != 5 {
+		t.Fatalf("newcomer's first step ran with %v peers, want 5", r["peers"])
+	}
+	for _, n := range c.nodes {
+		n.wait(t, 5*time.Minute)
+	}
+	first := c.nodes[0].summary(t)
+	for _, n := range c.nodes {
+		s := n.summary(t)
+		t.Logf("%s: steps %d peers %d accuracy %.4f digest %s failed steps %d", s.Node, s.Steps, s.Peers, s.TestAccuracy, s.Digest, s.FailedSteps)
+		if s.Digest != first.Digest || s.Steps != first.Steps || s.Peers != 5 {
+			t.Errorf("%s: digest %s steps %d peers %d; node-0: digest %s steps %d, want 5 peers", s.Node, s.Digest, s.Steps, s.Peers, first.Digest, first.Steps)
+		}
+		if s.TestAccuracy < 0.97 {
+			t.Errorf("%s: test accuracy %.4f < 0.97", s.Node, s.TestAccuracy)
+		}
+	}
+}
+
+// TestResumeE2E: a run killed after a checkpoint and resumed ends with the
+// same parameters as an uninterrupted run (same seeds, same peers).
+func TestResumeE2E(t *testing.T) {
+	c := newCluster(t)
+	args := []string{"--model", "mlp", "--steps", "150", "--min-peers", "2", "--checkpoint-every", "20", "--eval-every", "1000"}
+	run := func(c *cluster, extra ...string) []*node {
+		var ns []*node
+		for i := range 2 {
+			id := fmt.Sprintf("node-%d", i)
+			ns = append(ns, c.start(id, append(append([]string{}, args...), append(extra, "--checkpoint-dir", filepath.Join(c.dir, "ckpt-"+id))...)...))
+		}
+		return ns
+	}
+	for _, n := range run(c) {
+		n.wait(t, 3*time.Minute)
+	}
+	want := c.nodes[0].summary(t).Digest
+
+	c2 := &cluster{t: t, bin: c.bin, dir: t.TempDir(), secret: c.secret}
+	ns := run(c2)
+	for _, n := range ns {
+		// Kill both once each has written a checkpoint and trained on.
+		n.waitFor(t, 2*time.Minute, progressAt(45))
+	}
+	for _, n := range ns {
+		n.cmd.Process.Signal(syscall.SIGKILL)
+		<-n.done
+	}
+	c2.nodes, c2.seed = nil, ""
+	resumed := run(c2, "--resume")
+	for _, n := range resumed {
+		r := n.waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "resumed" })
+		t.Logf("%s resumed at step %v", n.id, r["step"])
+		if r["step"] == "0" {
+			t.Errorf("%s resumed at step 0", n.id)
+		}
+	}
+	for _, n := range resumed {
+		n.wait(t, 3*time.Minute)
+		if got := n.summary(t); got.Digest != want || got.Steps != 150 {
+			t.Errorf("%s: resumed run ends at step %d with digest %s, uninterrupted %s", n.id, got.Steps, got.Digest, want)
+		}
+	}
+}
+
+// TestGracefulLeaveE2E: SIGTERM makes a node leave at a step boundary; the
+// others continue without a failed step.
+func TestGracefulLeaveE2E(t *testing.T) {
+	c := newCluster(t)
+	args := []string{"--model", "mlp", "--steps", "300", "--min-peers", "3", "--eval-every", "1000"}
+	for i := range 3 {
+		c.start(fmt.Sprintf("node-%d", i), args...)
+	}
+	leaver := c.nodes[2]
+	leaver.waitFor(t, 2*time.Minute, progressAt(40))
+	leaver.cmd.Process.Signal(syscall.SIGTERM)
+	leaver.wait(t, time.Minute)
+	if s := leaver.summary(t); !s.Left {
+		t.Errorf("the signalled node did not report a graceful leave: %+v", s)
+	}
+	for _, n := range c.nodes[:2] {
+		n.wait(t, 3*time.Minute)
+		s := n.summary(t)
+		if s.FailedSteps != 0 || s.Peers != 2 || s.Steps != 300 {
+			t.Errorf("%s: %d failed steps, %d peers at the end, %d steps; want 0, 2, 300", s.Node, s.FailedSteps, s.Peers, s.Steps)
+		}
+	}
+}
+
+// TestRefusesInsecureAcrossHosts: no secret on a non-loopback address is
+// refused with a clear message.
+func TestRefusesInsecureAcrossHosts(t *testing.T) {
+	bin := buildTrainer(t)
+	cmd := exec.Command(bin, "--listen", "0.0.0.0:0", "--quic-listen", "0.0.0.0:0", "--steps", "1")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--insecure") {
+		t.Fatalf("want a refusal that mentions --insecure, got %v:\n%s", err, out)
+	}
+}

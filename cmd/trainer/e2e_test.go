@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,11 +232,13 @@ func TestResumeE2E(t *testing.T) {
 func TestGracefulLeaveE2E(t *testing.T) {
 	c := newCluster(t)
 	args := []string{"--model", "mlp", "--steps", "300", "--min-peers", "3", "--eval-every", "1000"}
-	for i := range 3 {
+	c.start("node-0", append([]string{"--metrics-addr", "127.0.0.1:0"}, args...)...)
+	for i := 1; i < 3; i++ {
 		c.start(fmt.Sprintf("node-%d", i), args...)
 	}
 	leaver := c.nodes[2]
 	leaver.waitFor(t, 2*time.Minute, progressAt(40))
+	checkMetrics(t, c.nodes[0])
 	leaver.cmd.Process.Signal(syscall.SIGTERM)
 	leaver.wait(t, time.Minute)
 	if s := leaver.summary(t); !s.Left {
@@ -289,5 +293,23 @@ func TestCrashE2E(t *testing.T) {
 	}
 	if digests[0] != digests[1] {
 		t.Errorf("survivors disagree: %v", digests)
+	}
+}
+
+// checkMetrics scrapes a node's Prometheus endpoint mid-run.
+func checkMetrics(t *testing.T, n *node) {
+	t.Helper()
+	r := n.waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "metrics" })
+	resp, err := http.Get(r["addr"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"ringtrain_steps_total{node=\"node-0\"}", "ringtrain_allreduce_seconds_bucket", "ringtrain_allreduce_busbw_bytes_per_second",
+		"ringtrain_peers{node=\"node-0\"} 3", "ringtrain_membership_epoch", "ringtrain_loss", "ringtrain_allreduce_sent_bytes_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -210,14 +210,18 @@ func TestResumeE2E(t *testing.T) {
 		n.cmd.Process.Signal(syscall.SIGKILL)
 		<-n.done
 	}
+	// node-0 (the lowest ID, which proposes the first epoch) loses its
+	// checkpoint: it must be synced from node-1, not overwrite it.
+	if err := os.RemoveAll(filepath.Join(c2.dir, "ckpt-node-0")); err != nil {
+		t.Fatal(err)
+	}
 	c2.nodes, c2.seed = nil, ""
 	resumed := run(c2, "--resume")
-	for _, n := range resumed {
-		r := n.waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "resumed" })
-		t.Logf("%s resumed at step %v", n.id, r["step"])
-		if r["step"] == "0" {
-			t.Errorf("%s resumed at step 0", n.id)
-		}
+	resumed[0].waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "no checkpoint to resume from: starting fresh (peers that have one will sync this node)" })
+	r := resumed[1].waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "resumed" })
+	t.Logf("node-1 resumed at step %v; node-0 had no checkpoint", r["step"])
+	if r["step"] == "0" {
+		t.Errorf("node-1 resumed at step 0")
 	}
 	for _, n := range resumed {
 		n.wait(t, 3*time.Minute)

@@ -46,10 +46,13 @@ type JobConfig struct {
 	// boundary.
 	Leave <-chan struct{}
 	// OnStep, OnEval and OnEpoch see progress; they run on the job's goroutine.
-	OnStep  func(JobStep)
-	OnEval  func(JobEval)
-	OnEpoch func(membership.Epoch)
-	Log     *slog.Logger
+	OnStep func(JobStep)
+	// OnStepFailed sees each step whose collective failed (it is retried
+	// in the next epoch).
+	OnStepFailed func(error)
+	OnEval       func(JobEval)
+	OnEpoch      func(membership.Epoch)
+	Log          *slog.Logger
 }
 
 // JobStep reports one applied step.
@@ -144,6 +147,9 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		}
 		if serr != nil {
 			res.FailedSteps++
+			if jc.OnStepFailed != nil {
+				jc.OnStepFailed(serr)
+			}
 			log.Warn("step failed; forming the next epoch", "step", t.step, "epoch", cur.Number, "err", serr)
 		}
 		// A leave is announced in the boundary right after a step, which

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -217,7 +218,9 @@ func TestResumeE2E(t *testing.T) {
 	}
 	c2.nodes, c2.seed = nil, ""
 	resumed := run(c2, "--resume")
-	resumed[0].waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "no checkpoint to resume from: starting fresh (peers that have one will sync this node)" })
+	resumed[0].waitFor(t, time.Minute, func(r map[string]any) bool {
+		return r["msg"] == "no checkpoint to resume from: starting fresh (peers that have one will sync this node)"
+	})
 	r := resumed[1].waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "resumed" })
 	t.Logf("node-1 resumed at step %v; node-0 had no checkpoint", r["step"])
 	if r["step"] == "0" {
@@ -315,5 +318,35 @@ func checkMetrics(t *testing.T, n *node) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// TestLocalE2E runs the README's main command, shortened: --local from the
+// environment, with per-node variables set that the children must not
+// inherit (a child with RINGTRAIN_LOCAL would start children of its own).
+func TestLocalE2E(t *testing.T) {
+	bin := buildTrainer(t)
+	out := filepath.Join(t.TempDir(), "summary.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--steps", "30", "--summary-json", out)
+	cmd.Env = append(os.Environ(), "RINGTRAIN_LOCAL=2", "RINGTRAIN_SEEDS=127.0.0.1:9", "RINGTRAIN_METRICS_ADDR=127.0.0.1:9")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if !strings.Contains(string(b), "all peers hold bitwise-identical parameters") {
+		t.Fatalf("no agreement line in:\n%s", b)
+	}
+	var s struct {
+		Nodes      []summary `json:"nodes"`
+		Consistent bool      `json:"consistent"`
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &s); err != nil || len(s.Nodes) != 2 || !s.Consistent || s.Nodes[0].Steps != 30 {
+		t.Fatalf("summary %s: %v", raw, err)
 	}
 }

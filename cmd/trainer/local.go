@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -78,17 +79,22 @@ func runLocal(ctx context.Context, c *config, args []string, stdout, stderr io.W
 			a = append(a, "--checkpoint-dir", filepath.Join(c.CheckpointDir, id))
 		}
 		cmd := exec.CommandContext(ctx, exe, a...)
-		cmd.Env = append(os.Environ(), envName("secret")+"="+hex.EncodeToString(secret))
+		cmd.Env = append(childEnv(os.Environ()), envName("secret")+"="+hex.EncodeToString(secret))
+		// Its own process group: a terminal's Ctrl-C reaches only the
+		// parent, which forwards one SIGTERM (a graceful leave), not two.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Stderr = prefixWriter(stderr, id)
 		// Children leave gracefully on SIGTERM; the parent forwards the
 		// user's interrupt as SIGTERM.
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		cmd.WaitDelay = 30 * time.Second
 		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return fmt.Errorf("local: %w", err)
+		if err == nil {
+			err = cmd.Start()
 		}
-		if err := cmd.Start(); err != nil {
+		if err != nil {
+			stopChildren(children)
+			wg.Wait()
 			return fmt.Errorf("local: start %s: %w", id, err)
 		}
 		children[i] = cmd
@@ -104,7 +110,7 @@ func runLocal(ctx context.Context, c *config, args []string, stdout, stderr io.W
 			select {
 			case seed = <-seedc:
 			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
+				stopChildren(children)
 				wg.Wait()
 				return errors.New("local: the first peer did not report its gossip address within 30 s")
 			case <-ctx.Done():
@@ -117,6 +123,36 @@ func runLocal(ctx context.Context, c *config, args []string, stdout, stderr io.W
 	rep.close()
 	wall := time.Since(start)
 	return printLocalSummary(stdout, tmp, nodes, wall, c.SummaryJSON, errors.Join(errs...))
+}
+
+// childEnv drops the environment twins of the per-node flags: a child
+// must not inherit, say, RINGTRAIN_LOCAL (it would start children of its
+// own) or the user's RINGTRAIN_SEEDS.
+func childEnv(env []string) []string {
+	var out []string
+	fs := newFlagSet(&config{}, io.Discard)
+	drop := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if perNodeFlag(f.Name) {
+			drop[envName(f.Name)] = true
+		}
+	})
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// stopChildren kills the children started so far.
+func stopChildren(children []*exec.Cmd) {
+	for _, c := range children {
+		if c != nil && c.Process != nil {
+			c.Process.Kill()
+		}
+	}
 }
 
 // passThrough returns the user's flags other than the per-node ones.
@@ -185,9 +221,11 @@ func prefixWriter(w io.Writer, id string) io.Writer {
 	pr, pw := io.Pipe()
 	go func() {
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			fmt.Fprintf(w, "[%s] %s\n", id, sc.Text())
 		}
+		io.Copy(io.Discard, pr) // never block the child, even after an overlong line
 	}()
 	return pw
 }

@@ -29,9 +29,10 @@ import (
 // reach the ports can join.
 const insecureSecret = "ringtrain-insecure-default-secret"
 
-// checkpointFile is the name of the checkpoint in --checkpoint-dir; it is
-// replaced atomically at each write.
-const checkpointFile = "checkpoint.safetensors"
+// checkpointFile names this node's checkpoint in --checkpoint-dir (the
+// node ID keeps nodes that share a directory apart); it is replaced
+// atomically at each write.
+func checkpointFile(node string) string { return "checkpoint-" + node + ".safetensors" }
 
 // runNode runs one trainer node until the job ends, it leaves, or ctx ends.
 func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Writer, tty bool, log *slog.Logger) error {
@@ -93,7 +94,7 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		if err := os.MkdirAll(c.CheckpointDir, 0o755); err != nil {
 			return fmt.Errorf("checkpoint dir: %w", err)
 		}
-		ckpt = filepath.Join(c.CheckpointDir, checkpointFile)
+		ckpt = filepath.Join(c.CheckpointDir, checkpointFile(id))
 	}
 	if c.Resume {
 		meta, err := tr.ReadCheckpoint(ckpt)
@@ -112,7 +113,7 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		return fmt.Errorf("quic: %w", err)
 	}
 	defer ep.Close()
-	quicAddr, err := advertised(c.QUICAdvertise, ep.Addr())
+	quicAddr, err := advertised(c.QUICAdvertise, c.Advertise, ep.Addr())
 	if err != nil {
 		return fmt.Errorf("--quic-advertise: %w", err)
 	}
@@ -128,6 +129,9 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 	mc.Gossip.BindAddr, mc.Gossip.BindPort, mc.Gossip.AdvertisePort = host, port, port
 	if c.Advertise != "" {
 		ah, ap, err := splitHostPort(c.Advertise)
+		if err == nil {
+			ah, err = resolveHost(ah) // memberlist advertises IP addresses only
+		}
 		if err != nil {
 			return fmt.Errorf("--advertise: %w", err)
 		}
@@ -204,6 +208,7 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 			p.SamplesPerS, p.Peers, p.MemberEpoch, p.ETA = s.SamplesPerSecond(), s.Peers, s.Epoch.Number, s.ETA()
 			rep.update(p)
 		},
+		OnStepFailed: func(error) { met.failedSteps.Inc() },
 		OnEval: func(e train.JobEval) {
 			met.accuracy.Set(e.Accuracy)
 			p.Accuracy = e.Accuracy
@@ -287,16 +292,45 @@ func splitHostPort(a string) (string, int, error) {
 	return h, port, nil
 }
 
-// advertised returns the address peers should dial: the explicit one, or
-// the bound one with an unspecified host replaced by this host's first
-// non-loopback address.
-func advertised(explicit, bound string) (string, error) {
+// resolveHost returns host as an IP address, looking a name up (a Slurm or
+// Kubernetes host name) and preferring a non-loopback IPv4 address.
+func resolveHost(host string) (string, error) {
+	if net.ParseIP(host) != nil {
+		return host, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return "", err
+	}
+	if len(ips) == 0 {
+		return "", fmt.Errorf("%s has no address", host)
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil && !ip.IsLoopback() {
+			return ip.String(), nil
+		}
+	}
+	return ips[0].String(), nil
+}
+
+// advertised returns the QUIC address peers should dial: the explicit one;
+// else the gossip advertise host with the bound port; else the bound one
+// with an unspecified host replaced by this host's first non-loopback
+// address.
+func advertised(explicit, gossipAdvertise, bound string) (string, error) {
 	if explicit != "" {
 		return explicit, nil
 	}
 	h, p, err := net.SplitHostPort(bound)
 	if err != nil {
 		return "", err
+	}
+	if gossipAdvertise != "" {
+		gh, _, err := net.SplitHostPort(gossipAdvertise)
+		if err != nil {
+			return "", err
+		}
+		return net.JoinHostPort(gh, p), nil
 	}
 	if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
 		return bound, nil

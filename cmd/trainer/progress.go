@@ -60,6 +60,7 @@ type reporter interface {
 // logReporter writes a progress line at most every interval (and always
 // for the last step).
 type logReporter struct {
+	mu       sync.Mutex // --local's parent updates from one goroutine per child
 	log      *slog.Logger
 	interval time.Duration
 	last     time.Time
@@ -67,6 +68,8 @@ type logReporter struct {
 }
 
 func (r *logReporter) update(p progress) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if time.Since(r.last) < r.interval && p.Step < p.TotalSteps {
 		return
 	}

@@ -157,10 +157,12 @@ func TestPythonReadsIt(t *testing.T) {
 // large checkpoint over an existing one: the old one must still load.
 func TestKilledWriterLeavesPrevious(t *testing.T) {
 	if os.Getenv("CHECKPOINT_CHILD") != "" {
-		big := make([]float32, 64<<20) // 256 MiB: the write takes a while
-		for {
+		big := make([]float32, 16<<20) // 64 MiB: the write takes a while
+		// Bounded, so an orphaned child ends by itself.
+		for range 200 {
 			_ = WriteFile(os.Getenv("CHECKPOINT_CHILD"), []Tensor{F32("w", []int{len(big)}, big)}, map[string]string{"step": "2"})
 		}
+		return
 	}
 	path := filepath.Join(t.TempDir(), "ckpt.safetensors")
 	ts, meta := sample()
@@ -190,8 +192,15 @@ func TestKilledWriterLeavesPrevious(t *testing.T) {
 	if err != nil {
 		t.Fatalf("previous checkpoint no longer loads: %v", err)
 	}
-	if gm["step"] != "42" || len(got) != len(ts) {
-		t.Fatalf("checkpoint changed: step %q, %d tensors", gm["step"], len(got))
+	// The kill lands during a write; if it came right after a rename the
+	// file is the child's complete checkpoint, which is intact too. What
+	// must never happen is a torn or unloadable file.
+	switch {
+	case gm["step"] == "42" && len(got) == len(ts):
+	case gm["step"] == "2" && len(got) == 1 && len(got[0].Data) == 64<<20:
+		t.Log("the kill came just after a complete write")
+	default:
+		t.Fatalf("checkpoint damaged: step %q, %d tensors", gm["step"], len(got))
 	}
 	// The next write cleans up the dead writer's temporary file.
 	if err := WriteFile(path, ts, meta); err != nil {

@@ -203,7 +203,10 @@ func (c *conn) Send(ctx context.Context, tag transport.Tag, p []byte) error {
 	if l.Drop {
 		d.release(tag, b)
 		d.mu.Unlock()
-		return sleepUntil(ctx, ready)
+		if err := sleepUntil(ctx, ready); err != nil {
+			return c.err("send", tag, err)
+		}
+		return nil
 	}
 	buf := c.local.net.pool.get(len(p))
 	copy(*buf, p)

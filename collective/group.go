@@ -219,3 +219,19 @@ func (g *Group) wrap(name string, seq uint64, err error) error {
 	return fmt.Errorf("collective: %s on %s (rank %d of %d, epoch %d, op %d): %w",
 		name, g.cfg.Endpoint.ID(), g.rank, g.Size(), g.cfg.Epoch, seq, err)
 }
+
+// reject fails an operation whose arguments are wrong before it starts, and
+// aborts its tag toward both neighbours so that they fail at once instead of
+// waiting for their deadline.
+func (g *Group) reject(ctx context.Context, name string, seq uint64, cause error) error {
+	err := g.wrap(name, seq, cause)
+	tag := transport.Tag{Epoch: g.cfg.Epoch, Op: seq}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	for _, c := range []transport.Conn{g.prev, g.next} {
+		if c != nil {
+			_ = c.Abort(actx, tag, err) // best effort; err is what this member reports
+		}
+	}
+	return err
+}

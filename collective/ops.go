@@ -21,7 +21,7 @@ func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op) error {
 
 func (g *Group) allReduce(ctx context.Context, seq uint64, buf []float32, op Op) error {
 	if op < Sum || op > Min {
-		return g.wrap("all-reduce", seq, fmt.Errorf("unknown reduction %v", op))
+		return g.reject(ctx, "all-reduce", seq, fmt.Errorf("unknown reduction %v", op))
 	}
 	n, size, rank := len(buf), g.Size(), g.rank
 	s := g.schedule(schedKey{kind: kindAllReduce, n: n}, func() *ring.Schedule {
@@ -68,7 +68,7 @@ func (g *Group) AllReduceAsync(ctx context.Context, buf []float32, op Op) *Handl
 func (g *Group) Broadcast(ctx context.Context, buf []float32, root int) error {
 	seq := g.nextSeq()
 	if root < 0 || root >= g.Size() {
-		return g.wrap("broadcast", seq, fmt.Errorf("root %d out of range", root))
+		return g.reject(ctx, "broadcast", seq, fmt.Errorf("root %d out of range", root))
 	}
 	n, size, rank := len(buf), g.Size(), g.rank
 	s := g.schedule(schedKey{kind: kindBroadcast, n: n, root: root}, func() *ring.Schedule {
@@ -83,7 +83,7 @@ func (g *Group) AllGather(ctx context.Context, send, recv []float32) error {
 	seq := g.nextSeq()
 	n, size, rank := len(send), g.Size(), g.rank
 	if len(recv) != size*n {
-		return g.wrap("all-gather", seq, fmt.Errorf("receive buffer holds %d elements, want %d·%d", len(recv), size, n))
+		return g.reject(ctx, "all-gather", seq, fmt.Errorf("receive buffer holds %d elements, want %d·%d", len(recv), size, n))
 	}
 	copy(recv[rank*n:], send)
 	s := g.schedule(schedKey{kind: kindAllGather, n: n}, func() *ring.Schedule {

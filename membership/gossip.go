@@ -320,11 +320,6 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 // peer, since a transient break must not silence it for good.
 func (m *Member) receive(peer string) {
 	defer m.wg.Done()
-	defer func() {
-		m.mu.Lock()
-		delete(m.receivers, peer)
-		m.mu.Unlock()
-	}()
 	buf := make([]byte, maxControl)
 	for {
 		c, err := m.cfg.Endpoint.Conn(m.ctx, peer)
@@ -332,6 +327,7 @@ func (m *Member) receive(peer string) {
 			err = m.receiveFrom(c, peer, buf)
 		}
 		if m.ctx.Err() != nil {
+			m.forgetReceiver(peer)
 			return
 		}
 		if errors.Is(err, transport.ErrPeerLost) {
@@ -343,13 +339,27 @@ func (m *Member) receive(peer string) {
 		m.log.Debug("control receiver interrupted", "peer", peer, "err", err)
 		select {
 		case <-m.ctx.Done():
+			m.forgetReceiver(peer)
 			return
 		case <-time.After(m.cfg.ResendInterval):
 		}
-		if !m.alive(peer) {
+		// Checking liveness and unregistering in one critical section:
+		// a gossip event in between would otherwise see a receiver that
+		// is about to exit and start none.
+		m.mu.Lock()
+		if p := m.peers[peer]; p != nil && !p.Alive {
+			delete(m.receivers, peer)
+			m.mu.Unlock()
 			return // restarted by the next gossip event about the peer
 		}
+		m.mu.Unlock()
 	}
+}
+
+func (m *Member) forgetReceiver(peer string) {
+	m.mu.Lock()
+	delete(m.receivers, peer)
+	m.mu.Unlock()
 }
 
 // receiveFrom reads from one connection until it fails.
@@ -357,7 +367,9 @@ func (m *Member) receiveFrom(c transport.Conn, peer string, buf []byte) error {
 	for {
 		n, err := c.Recv(m.ctx, controlTag(), buf)
 		if err != nil {
-			if m.ctx.Err() != nil || errors.Is(err, transport.ErrPeerLost) || errors.Is(err, transport.ErrClosed) {
+			if !errors.Is(err, transport.ErrMessageSize) {
+				// Lost, closed, or a failure recorded on the tag: the
+				// caller pauses and re-dials instead of spinning here.
 				return err
 			}
 			m.log.Warn("control receive", "peer", peer, "err", err)

@@ -178,3 +178,34 @@ func testCancel(t *testing.T, f transporttest.Factory, o Options) {
 		})
 	}
 }
+
+// testBadArguments: one member calls with arguments it must reject; the
+// others learn at once through the abort, not at their deadline.
+func testBadArguments(t *testing.T, f transporttest.Factory, o Options) {
+	n := min(3, o.maxPeers())
+	if n < 2 {
+		t.Skip("needs 2 peers")
+	}
+	c := NewCluster(t, f, n)
+	gs := c.Groups(t, 0)
+	ctx := ctxT(t, 30*time.Second)
+	start := time.Now()
+	errs := Parallel(gs, func(r int, g *collective.Group) error {
+		root := 0
+		if r == 1 {
+			root = n + 5 // out of range
+		}
+		return g.Broadcast(ctx, make([]float32, 10), root)
+	})
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the others waited %v", d)
+	}
+	for r, err := range errs {
+		if r == 0 && err == nil {
+			continue // the root only sends: it may finish before the abort arrives
+		}
+		if err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("rank %d: %v, want an error carrying rank 1's reason", r, err)
+		}
+	}
+}

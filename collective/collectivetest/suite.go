@@ -61,6 +61,7 @@ func Run(t *testing.T, f transporttest.Factory, o Options) {
 	t.Run("PropertyNaiveSum", func(t *testing.T) { testProperty(t, f, o) })
 	t.Run("AbortOnPeerLoss", func(t *testing.T) { testAbort(t, f, o) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, f, o) })
+	t.Run("BadArguments", func(t *testing.T) { testBadArguments(t, f, o) })
 }
 
 // Cluster is a set of endpoints and, per epoch, their groups.

@@ -221,8 +221,29 @@ func (m *Member) shutdown() error {
 
 // setState updates the advertised state and epoch and gossips them.
 func (m *Member) setState(s State, epoch uint64) {
+	m.publishMeta(func(meta *Meta) bool {
+		meta.State, meta.Epoch = s, epoch
+		return true
+	})
+}
+
+// advertiseStep gossips the steps applied to this joining node's state.
+func (m *Member) advertiseStep(done uint64) {
+	m.publishMeta(func(meta *Meta) bool {
+		changed := meta.Step != done
+		meta.Step = done
+		return changed
+	})
+}
+
+// publishMeta applies update to this node's metadata and, if it changed
+// anything, re-encodes it and asks metaLoop to gossip it.
+func (m *Member) publishMeta(update func(*Meta) bool) {
 	m.mu.Lock()
-	m.meta.State, m.meta.Epoch = s, epoch
+	if !update(&m.meta) {
+		m.mu.Unlock()
+		return
+	}
 	b, err := m.meta.MarshalBinary()
 	if err == nil {
 		m.metaBytes = b
@@ -235,29 +256,6 @@ func (m *Member) setState(s State, epoch uint64) {
 	select {
 	case m.metaDirty <- struct{}{}:
 	default: // an update is already pending; it reads the latest bytes
-	}
-}
-
-// advertiseStep gossips the steps applied to this joining node's state.
-func (m *Member) advertiseStep(done uint64) {
-	m.mu.Lock()
-	if m.meta.Step == done {
-		m.mu.Unlock()
-		return
-	}
-	m.meta.Step = done
-	b, err := m.meta.MarshalBinary()
-	if err == nil {
-		m.metaBytes = b
-	}
-	m.mu.Unlock()
-	if err != nil {
-		m.log.Error("encode metadata", "err", err)
-		return
-	}
-	select {
-	case m.metaDirty <- struct{}{}:
-	default:
 	}
 }
 

@@ -138,7 +138,20 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 			}
 		}
 		if jc.finished() {
-			break
+			// Every member reaches the end at the same step: a last
+			// digest check and evaluation on the final ring. A peer lost
+			// here is handled like a failed step, then the end is retried.
+			ferr := jc.final(ctx, g, &last)
+			var div *DivergenceError
+			if ferr == nil || errors.As(ferr, &div) {
+				if ferr != nil {
+					return res, ferr
+				}
+				break
+			}
+			log.Warn("final check failed; forming the next epoch", "step", t.step, "epoch", cur.Number, "err", ferr)
+			out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: ferr})
+			continue
 		}
 		serr := jc.step(ctx, g, cur, &res, &last)
 		var div *DivergenceError
@@ -168,21 +181,6 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		}
 		return res, nil
 	}
-	// Every member reaches the end at the same step: a last digest check
-	// and evaluation on the final ring.
-	if err := t.CheckDigest(ctx, g); err != nil {
-		return res, err
-	}
-	if jc.Test != nil {
-		e, err := t.Evaluate(ctx, g, jc.Test)
-		if err != nil {
-			return res, fmt.Errorf("train: final evaluation: %w", err)
-		}
-		last = e
-		if jc.OnEval != nil {
-			jc.OnEval(JobEval{Step: t.step, Eval: e})
-		}
-	}
 	res.Final = last
 	if jc.Checkpoint != nil {
 		if err := jc.Checkpoint(t.step, cur); err != nil {
@@ -190,6 +188,26 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// final runs the end-of-job digest check and evaluation.
+func (jc *JobConfig) final(ctx context.Context, g *collective.Group, last *Eval) error {
+	t := jc.Trainer
+	if err := t.CheckDigest(ctx, g); err != nil {
+		return err
+	}
+	if jc.Test == nil {
+		return nil
+	}
+	e, err := t.Evaluate(ctx, g, jc.Test)
+	if err != nil {
+		return fmt.Errorf("train: final evaluation: %w", err)
+	}
+	*last = e
+	if jc.OnEval != nil {
+		jc.OnEval(JobEval{Step: t.step, Eval: e})
+	}
+	return nil
 }
 
 func leaving(c <-chan struct{}) bool {

@@ -48,7 +48,8 @@ var (
 	ErrMalformed = errors.New("wire: malformed message")
 )
 
-var unmarshal = proto.UnmarshalOptions{DiscardUnknown: true}
+// unmarshalOpts: unknown fields from a newer peer are ignored.
+func unmarshalOpts() proto.UnmarshalOptions { return proto.UnmarshalOptions{DiscardUnknown: true} }
 
 // AppendFrame appends the frame of m (length prefix and body) to dst. It
 // fails if the body is longer than max.
@@ -120,7 +121,7 @@ func DecodeControl(b []byte) (*Control, error) {
 		return nil, fmt.Errorf("%w: control message of %d bytes", ErrFrameSize, len(b))
 	}
 	c := new(Control)
-	if err := unmarshal.Unmarshal(b, c); err != nil {
+	if err := unmarshalOpts().Unmarshal(b, c); err != nil {
 		return nil, fmt.Errorf("%w: control: %v", ErrMalformed, err)
 	}
 	if c.Body == nil {
@@ -136,7 +137,7 @@ func DecodeDataHeader(b []byte, maxPayload uint64) (*DataHeader, error) {
 		return nil, fmt.Errorf("%w: data header of %d bytes", ErrFrameSize, len(b))
 	}
 	h := new(DataHeader)
-	if err := unmarshal.Unmarshal(b, h); err != nil {
+	if err := unmarshalOpts().Unmarshal(b, h); err != nil {
 		return nil, fmt.Errorf("%w: data header: %v", ErrMalformed, err)
 	}
 	if err := CheckDataHeader(h, maxPayload); err != nil {

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/ringtrain/ringtrain/internal/secret"
+	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/transport/quic"
+)
+
+// newSecret makes the throwaway cluster secret one benchmark run shares with
+// its peer processes (hex, for the worker spec).
+func newSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// newQUICEndpoint makes this worker's transport/quic endpoint, listening on
+// addrs[id] and knowing every other node's address, with mutual TLS from the
+// run's cluster secret.
+func newQUICEndpoint(ctx context.Context, id string, addrs map[string]string, secretHex string) (transport.Endpoint, error) {
+	raw, err := hex.DecodeString(secretHex)
+	if err != nil {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	cl, err := secret.New(raw)
+	if err != nil {
+		return nil, err
+	}
+	peers := map[string]string{}
+	for p, a := range addrs {
+		if p != id {
+			peers[p] = a
+		}
+	}
+	ep, err := quic.Listen(quic.Config{ID: id, Cluster: cl, ListenAddr: addrs[id], Peers: peers})
+	if err != nil {
+		return nil, err
+	}
+	// Collectives and the parameter server run in epoch 1.
+	ep.SetEpoch(1)
+	return ep, nil
+}

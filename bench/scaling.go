@@ -10,8 +10,11 @@ package main
 //	                    bench scaling --emulate will write them) and print the
 //	                    simulator's prediction next to each measurement.
 //
-// Scaled emulation on real rings (--emulate) is the other half of issue 8; it
-// plugs in by writing []sim.Emulated records that --validate reads.
+//	--emulate           scaled emulation on real rings (scaling_emulate.go):
+//	                    in one process over transport/mem, or with
+//	                    --emu-backend quic-shaped as peer processes over QUIC
+//	                    on shaped links (scaling_quic.go); writes the
+//	                    []sim.Emulated records that --validate reads.
 
 import (
 	"context"
@@ -93,7 +96,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.target, "target", 0.10, "validation target, relative error")
 	fs.Float64Var(&o.emuCores, "emu-cores", 2, "cores of the emulating machine, shared by all peers (--validate)")
 	fs.BoolVar(&o.emulate, "emulate", false, "emulate training steps on real rings (scaled) and validate the simulator against them")
-	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links)")
+	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links) or quic-shaped (peer processes over QUIC in tbf-shaped network namespaces; root)")
 	emuModels := fs.String("emu-models", "resnet50,vgg16", "models to emulate")
 	emuNs := fs.String("emu-n", "1,2,4,8,16", "peer counts to emulate")
 	fs.Float64Var(&o.emuGbit, "emu-gbit", 25, "full-size link rate the emulation stands for, Gbit/s (divided by --scale)")
@@ -128,8 +131,8 @@ func parseScaling(args []string) (scalingOpts, error) {
 	if o.perNode < 1 {
 		return o, fmt.Errorf("--gpus-per-node %d", o.perNode)
 	}
-	if o.emuBackend != "mem" {
-		return o, fmt.Errorf("--emu-backend %q: only mem is built; QUIC peers in shaped namespaces come with bench allreduce's peers", o.emuBackend)
+	if o.emuBackend != "mem" && o.emuBackend != "quic-shaped" {
+		return o, fmt.Errorf("--emu-backend %q: want mem or quic-shaped", o.emuBackend)
 	}
 	for _, m := range o.modes {
 		if m != "none" && m != "bucketed" {

@@ -13,13 +13,14 @@ package main
 //
 // Backends: "mem" runs all peers in this process over transport/mem with
 // rate-limited links (no transport CPU cost: it measures the ring protocol and
-// the executor). Separate processes over QUIC through tbf-shaped namespaces
-// (bench allreduce's peers) are the next backend; they produce the same
+// the executor); "quic-shaped" runs each peer as a separate process over QUIC
+// through tbf-shaped namespaces (scaling_quic.go). Both produce the same
 // sim.Emulated records, which --validate and the table below consume.
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -56,9 +57,12 @@ type emuConfig struct {
 }
 
 // emuBucket is a range of the flat gradient buffer and when it is ready.
+// Its fields are exported because the QUIC backend sends the plan to its
+// peer processes as JSON.
 type emuBucket struct {
-	off, len int
-	ready    time.Duration // from the start of backward
+	Off   int           `json:"off"`
+	Len   int           `json:"len"`
+	Ready time.Duration `json:"ready"` // from the start of backward
 }
 
 // plan returns the buckets of the scaled buffer and its length in floats.
@@ -71,7 +75,7 @@ func (c emuConfig) plan() ([]emuBucket, int) {
 	off := 0
 	for _, b := range st.Buckets(c.prof.Timeline()) {
 		l := max(int(math.Round(b.Bytes/4)), 1)
-		out = append(out, emuBucket{off: off, len: l, ready: time.Duration(b.ReadyMs * float64(time.Millisecond))})
+		out = append(out, emuBucket{Off: off, Len: l, Ready: time.Duration(b.ReadyMs * float64(time.Millisecond))})
 		off += l
 	}
 	return out, off
@@ -168,10 +172,10 @@ func emuStep(ctx context.Context, g *collective.Group, buf []float32, buckets []
 	var handles []*collective.Handle
 	if g.Size() > 1 {
 		for _, b := range buckets {
-			if err := sleepUntil(ctx, backward.Add(b.ready)); err != nil {
+			if err := sleepUntil(ctx, backward.Add(b.Ready)); err != nil {
 				return err
 			}
-			handles = append(handles, g.AllReduceAsync(ctx, buf[b.off:b.off+b.len], collective.Avg))
+			handles = append(handles, g.AllReduceAsync(ctx, buf[b.Off:b.Off+b.Len], collective.Avg))
 		}
 	}
 	if err := sleepUntil(ctx, backward.Add(bwd)); err != nil {
@@ -193,7 +197,7 @@ func (c emuConfig) shortestMessage() time.Duration {
 	rate := c.linkBits / 8 / c.scale
 	least := math.Inf(1)
 	for _, b := range buckets {
-		least = min(least, float64(min(c.chunkBytes, 4*b.len/c.n)))
+		least = min(least, float64(min(c.chunkBytes, 4*b.Len/c.n)))
 	}
 	return time.Duration(least / rate * float64(time.Second))
 }
@@ -216,15 +220,29 @@ func sleepUntil(ctx context.Context, deadline time.Time) error {
 
 // runEmulate emulates every --emu-models × --modes × --emu-n configuration,
 // prints the measurements with their efficiency against the emulated single
-// peer, writes them to scaling_emulated.json in --out and prints the
-// simulator's prediction of each.
-func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writer) error {
+// peer, writes them to scaling_emulated.json (quic-shaped:
+// scaling_emulated_quic.json) in --out and prints the simulator's prediction
+// of each.
+func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writer) (err error) {
 	chunk := max(4*int(math.Round(o.emuChunkKiB*1024/4)), 4)
+	emulate := func(ctx context.Context, c emuConfig) (emuRun, error) {
+		e, err := emulateMem(ctx, c)
+		return emuRun{Emulated: e}, err
+	}
+	file := "scaling_emulated.json"
+	if o.emuBackend == "quic-shaped" {
+		q, err := newQUICEmulator(ctx, o.emuGbit*1e9, o.scale, slices.Max(o.emuNs))
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, q.Close()) }()
+		emulate, file = q.emulate, "scaling_emulated_quic.json"
+	}
 	var runs []sim.Emulated
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps\n",
 		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps)
-	fmt.Fprintln(tw, "model\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\t")
+	fmt.Fprintln(tw, "model\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
 	for _, m := range o.emuModels {
 		p, err := f.Find(m, "")
 		if err != nil {
@@ -235,13 +253,14 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 			for _, n := range o.emuNs {
 				c := emuConfig{prof: p, n: n, linkBits: o.emuGbit * 1e9, scale: o.scale, chunkBytes: chunk,
 					mode: mode, bucketMB: o.bucketMB, steps: o.emuSteps}
-				if d := c.shortestMessage(); n > 1 && d < minMessage {
+				if d := c.shortestMessage(); o.emuBackend == "mem" && n > 1 && d < minMessage {
 					fmt.Fprintf(out, "warning: %s %s n=%d sends %v messages; the mem backend's per-message sleeps overshoot by up to ~1 ms here\n", m, mode, n, d)
 				}
-				e, err := emulateMem(ctx, c)
+				run, err := emulate(ctx, c)
 				if err != nil {
 					return err
 				}
+				e := run.Emulated
 				net, err := emulationNet(e, o.emuCores)
 				if err != nil {
 					return err
@@ -258,9 +277,16 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				if one > 0 {
 					eff = fmt.Sprintf("%.1f%%", 100*e.MeasuredImagesPerSec/(float64(n)*one))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.2f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t\n", m, mode, n, e.LinkBitsPerSec/1e6,
+				cores, perGiB := "-", "-"
+				if run.CoresPerPeer > 0 {
+					cores = fmt.Sprintf("%.3f", run.CoresPerPeer)
+				}
+				if run.CPUPerGiB > 0 {
+					perGiB = fmt.Sprintf("%.1f", run.CPUPerGiB)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", m, mode, n, e.LinkBitsPerSec/1e6,
 					4*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
-					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr)
+					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr, cores, perGiB)
 				runs = append(runs, e)
 			}
 		}
@@ -275,7 +301,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(o.out, "scaling_emulated.json")
+	path := filepath.Join(o.out, file)
 	if err := os.WriteFile(path, append(js, '\n'), 0o644); err != nil {
 		return err
 	}

@@ -57,6 +57,7 @@ type scalingOpts struct {
 	emulate     bool
 	emuBackend  string
 	emuModels   []string
+	emuGPUs     []string
 	emuNs       []int
 	emuGbit     float64
 	scale       float64
@@ -98,6 +99,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.BoolVar(&o.emulate, "emulate", false, "emulate training steps on real rings (scaled) and validate the simulator against them")
 	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links) or quic-shaped (peer processes over QUIC in tbf-shaped network namespaces; root)")
 	emuModels := fs.String("emu-models", "resnet50,vgg16", "models to emulate")
+	emuGPUs := fs.String("emu-gpus", "h200", "GPU profiles to emulate: h200, p100 (as --gpus)")
 	emuNs := fs.String("emu-n", "1,2,4,8,16", "peer counts to emulate")
 	fs.Float64Var(&o.emuGbit, "emu-gbit", 25, "full-size link rate the emulation stands for, Gbit/s (divided by --scale)")
 	fs.Float64Var(&o.scale, "scale", 100, "emulation scale: gradient bytes, chunk and link rate are divided by it")
@@ -121,7 +123,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	if o.cores, err = parseFloats(*cores); err != nil {
 		return o, fmt.Errorf("--cores: %w", err)
 	}
-	o.emuModels = splitList(*emuModels)
+	o.emuModels, o.emuGPUs = splitList(*emuModels), splitList(*emuGPUs)
 	if o.emuNs, err = parseInts(*emuNs); err != nil {
 		return o, fmt.Errorf("--emu-n: %w", err)
 	}
@@ -239,6 +241,22 @@ func selectProfiles(f *profile.File, gpus, models []string) ([]profile.Profile, 
 	return out, nil
 }
 
+// emuProfile is the profile an emulated run used: gpu as --gpus names it
+// ("" is the measured h200).
+func emuProfile(f *profile.File, gpu, model string) (profile.Profile, error) {
+	if gpu == "" {
+		gpu = "h200"
+	}
+	ps, err := selectProfiles(f, []string{gpu}, []string{model})
+	if err != nil {
+		return profile.Profile{}, err
+	}
+	if len(ps) != 1 {
+		return profile.Profile{}, fmt.Errorf("no %s profile for %s", gpu, model)
+	}
+	return ps[0], nil
+}
+
 // baseNet is the cluster described by the flags at one link rate and core count.
 func (o scalingOpts) baseNet(gbit, cores float64) (sim.Net, error) {
 	tr, err := sim.TransportPreset(o.transport, cores)
@@ -272,7 +290,7 @@ func runValidate(o scalingOpts, f *profile.File, out io.Writer) error {
 // --alpha-us and, with --fit-alpha, again with the per-chunk overhead fitted
 // to the runs.
 func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Writer) error {
-	prof := func(e sim.Emulated) (profile.Profile, error) { return f.Find(e.Model, "") }
+	prof := func(e sim.Emulated) (profile.Profile, error) { return emuProfile(f, e.GPU, e.Model) }
 	netOf := func(e sim.Emulated) (sim.Net, error) {
 		net, err := emulationNet(e, o.emuCores)
 		net.Ring = sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}

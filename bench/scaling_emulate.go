@@ -242,9 +242,10 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps\n",
 		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps)
-	fmt.Fprintln(tw, "model\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
-	for _, m := range o.emuModels {
-		p, err := f.Find(m, "")
+	fmt.Fprintln(tw, "gpu\tmodel\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
+	for _, gm := range emuPairs(o.emuGPUs, o.emuModels) {
+		gpu, m := gm[0], gm[1]
+		p, err := emuProfile(f, gpu, m)
 		if err != nil {
 			return err
 		}
@@ -261,6 +262,9 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 					return err
 				}
 				e := run.Emulated
+				if gpu != "h200" {
+					e.GPU = gpu
+				}
 				net, err := emulationNet(e, o.emuCores)
 				if err != nil {
 					return err
@@ -284,7 +288,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				if run.CPUPerGiB > 0 {
 					perGiB = fmt.Sprintf("%.1f", run.CPUPerGiB)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", m, mode, n, e.LinkBitsPerSec/1e6,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", gpu, m, mode, n, e.LinkBitsPerSec/1e6,
 					4*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
 					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr, cores, perGiB)
 				runs = append(runs, e)
@@ -307,4 +311,15 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	}
 	fmt.Fprintf(out, "\nValidation: simulator vs emulation (wrote %s; rerun with --validate %s)\n", path, path)
 	return validateRuns(o, f, runs, out)
+}
+
+// emuPairs lists (gpu, model) in the order they are emulated.
+func emuPairs(gpus, models []string) [][2]string {
+	var out [][2]string
+	for _, g := range gpus {
+		for _, m := range models {
+			out = append(out, [2]string{g, m})
+		}
+	}
+	return out
 }

@@ -239,6 +239,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 		emulate, file = q.emulate, "scaling_emulated_quic.json"
 	}
 	var runs []sim.Emulated
+	var measured []emuRun
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps\n",
 		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps)
@@ -292,11 +293,20 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 					4*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
 					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr, cores, perGiB)
 				runs = append(runs, e)
+				measured = append(measured, run)
 			}
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if o.emuBackend == "quic-shaped" {
+		if c, err := fitPeerCPU(measured); err != nil {
+			fmt.Fprintf(out, "transport CPU: %v\n", err)
+		} else if ref, err := sim.FitShaped("quic-shaped", sim.ShapedQUICPoints(), 0, 1); err == nil {
+			fmt.Fprintf(out, "transport CPU fitted to %d runs (cores per peer = fixed + κ·GiB/s sent, as much received): fixed %.3f cores, κ %.1f CPU-s/GiB (the simulator's stream-pair points: fixed %.3f, κ %.1f)\n",
+				c.Runs, c.Fixed, c.Kappa, ref.FixedCores, ref.CPUSecPerGiB)
+		}
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err

@@ -263,3 +263,31 @@ func checkAvg(buf []float32, n int) error {
 	}
 	return nil
 }
+
+// peerCPU is the transport CPU model fitted to emulated runs: a ring peer
+// uses Fixed + Kappa·x cores while it sends x GiB/s (and receives as much),
+// as sim.FitShaped models one stream's two ends.
+type peerCPU struct {
+	Fixed float64 // cores
+	Kappa float64 // CPU-s per GiB sent (with as much received)
+	Runs  int
+}
+
+// fitPeerCPU fits peerCPU by least squares to the runs that measured CPU with
+// more than one peer (a single peer sends nothing).
+func fitPeerCPU(runs []emuRun) (peerCPU, error) {
+	var sx, sy, sxx, sxy, k float64
+	for _, r := range runs {
+		if r.N < 2 || !(r.CoresPerPeer > 0) || !(r.CPUPerGiB > 0) {
+			continue
+		}
+		x := r.CoresPerPeer / r.CPUPerGiB // GiB/s sent per peer
+		sx, sy, sxx, sxy, k = sx+x, sy+r.CoresPerPeer, sxx+x*x, sxy+x*r.CoresPerPeer, k+1
+	}
+	den := k*sxx - sx*sx
+	if k < 2 || den <= 0 {
+		return peerCPU{}, fmt.Errorf("fit transport CPU: %v runs with distinct send rates, want 2", k)
+	}
+	kappa := (k*sxy - sx*sy) / den
+	return peerCPU{Fixed: (sy - kappa*sx) / k, Kappa: kappa, Runs: int(k)}, nil
+}

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/profile"
+	"github.com/ringtrain/ringtrain/bench/sim"
 )
 
 func TestEmuRate(t *testing.T) {
@@ -148,5 +150,25 @@ func TestQUICEmulation(t *testing.T) {
 			}
 			t.Logf("step %.4f s (lower bound %.4f s), %.3f cores per peer", step, least, run.CoresPerPeer)
 		})
+	}
+}
+
+func TestFitPeerCPU(t *testing.T) {
+	// Runs on cores = 0.05 + 64·x exactly (x GiB/s sent), a single peer
+	// and an unmeasured run that must be ignored.
+	mk := func(n int, x float64) emuRun {
+		c := 0.05 + 64*x
+		return emuRun{Emulated: sim.Emulated{N: n}, CoresPerPeer: c, CPUPerGiB: c / x}
+	}
+	runs := []emuRun{mk(2, 1.0/1024), mk(4, 1.0/512), mk(8, 1.0/256), {Emulated: sim.Emulated{N: 1}, CoresPerPeer: 0.5}, {Emulated: sim.Emulated{N: 3}}}
+	got, err := fitPeerCPU(runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(got.Fixed-0.05) > 1e-12 || math.Abs(got.Kappa-64) > 1e-9 || got.Runs != 3 {
+		t.Fatalf("fit %+v, want fixed 0.05, kappa 64 over 3 runs", got)
+	}
+	if _, err := fitPeerCPU(runs[3:]); err == nil {
+		t.Fatal("no usable runs: want an error")
 	}
 }

@@ -283,48 +283,47 @@ func runValidate(o scalingOpts, f *profile.File, out io.Writer) error {
 	if err := json.Unmarshal(b, &runs); err != nil {
 		return fmt.Errorf("%s: %w", o.validate, err)
 	}
-	return validateRuns(o, f, runs, out)
+	_, err = validateRuns(o, f, runs, out)
+	return err
 }
 
 // validateRuns prints the simulator's prediction of each emulated run with
 // --alpha-us and, with --fit-alpha, again with the per-chunk overhead fitted
-// to the runs.
-func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Writer) error {
+// to the runs; it returns the last table's validations.
+func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Writer) ([]sim.Validation, error) {
 	prof := func(e sim.Emulated) (profile.Profile, error) { return emuProfile(f, e.GPU, e.Model) }
 	netOf := func(e sim.Emulated) (sim.Net, error) {
 		net, err := emulationNet(e, o.emuCores)
 		net.Ring = sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}
 		return net, err
 	}
-	table := func() error {
+	table := func() ([]sim.Validation, error) {
 		var vs []sim.Validation
 		for _, e := range runs {
 			p, err := prof(e)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			net, err := netOf(e)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			v, err := sim.Validate(p, e, net)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			vs = append(vs, v)
 		}
-		return sim.WriteValidationTable(out, vs, o.target)
+		return vs, sim.WriteValidationTable(out, vs, o.target)
 	}
 	fmt.Fprintf(out, "per-chunk overhead alpha = %g µs\n", o.alphaUS)
-	if err := table(); err != nil {
-		return err
-	}
-	if !o.fitAlpha {
-		return nil
+	vs, err := table()
+	if err != nil || !o.fitAlpha {
+		return vs, err
 	}
 	alpha, err := sim.FitAlpha(runs, prof, netOf, 10e-3)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	o.alphaUS = alpha * 1e6
 	fmt.Fprintf(out, "\nper-chunk overhead alpha fitted to these runs = %.1f µs\n", o.alphaUS)

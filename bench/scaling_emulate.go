@@ -320,7 +320,16 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 		return err
 	}
 	fmt.Fprintf(out, "\nValidation: simulator vs emulation (wrote %s; rerun with --validate %s)\n", path, path)
-	return validateRuns(o, f, runs, out)
+	vs, err := validateRuns(o, f, runs, out)
+	if err != nil || o.emuBackend != "quic-shaped" {
+		return err
+	}
+	pngs, err := plotEmulated(o.out, "scaling_emulated_quic", vs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %v\n", pngs)
+	return nil
 }
 
 // emuPairs lists (gpu, model) in the order they are emulated.

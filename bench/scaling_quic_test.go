@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -170,5 +173,30 @@ func TestFitPeerCPU(t *testing.T) {
 	}
 	if _, err := fitPeerCPU(runs[3:]); err == nil {
 		t.Fatal("no usable runs: want an error")
+	}
+}
+
+func TestPlotEmulated(t *testing.T) {
+	var vs []sim.Validation
+	for _, gpu := range []string{"", "p100"} {
+		for n := 1; n <= 3; n++ {
+			vs = append(vs, sim.Validation{Emulated: sim.Emulated{GPU: gpu, Model: "resnet50", N: n, MeasuredImagesPerSec: 100 * float64(n)},
+				PredictedImagesPerSec: 90 * float64(n)})
+		}
+	}
+	dir := t.TempDir()
+	files, err := plotEmulated(dir, "emu", vs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "emu_h200.png"), filepath.Join(dir, "emu_p100.png")}
+	if !slices.Equal(files, want) {
+		t.Fatalf("files %v, want %v", files, want)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) < 8 || string(b[1:4]) != "PNG" {
+			t.Fatalf("%s: not a PNG (%d bytes, %v)", f, len(b), err)
+		}
 	}
 }

@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -94,6 +95,9 @@ func newQUICEmulator(ctx context.Context, linkBits, scale float64, maxN int) (*q
 		return nil, err
 	}
 	cl, err := newClusterOpts(ctx, netns.Config{Peers: max(maxN, 2), Rate: rate, NoBurst: true})
+	if errors.Is(err, netns.ErrNotRoot) {
+		return nil, fmt.Errorf("--emu-backend quic-shaped: %w; without root, --emu-backend mem emulates in one process", err)
+	}
 	if err != nil {
 		return nil, err
 	}

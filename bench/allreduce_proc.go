@@ -27,7 +27,7 @@ import (
 const (
 	// readyTimeout bounds a peer's start-up: process start, namespace
 	// entry, and for MPI the start of its daemons.
-	readyTimeout = time.Minute
+	readyTimeout = 30 * time.Second
 
 	readyLine = "READY"
 	goLine    = "GO"

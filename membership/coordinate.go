@@ -12,8 +12,12 @@ import (
 // epoch's coordinator to admit it.
 func (m *Member) tryForm(ctx context.Context, cur *Step) (Outcome, bool, error) {
 	a := &m.ag
+	if !cur.NoState {
+		m.advertiseStep(cur.Done)
+	}
 	m.mu.Lock()
 	cands := []string{m.cfg.ID}
+	steps := map[string]uint64{m.cfg.ID: cur.Done}
 	active := false
 	for _, p := range m.peers {
 		if !p.Alive {
@@ -24,6 +28,7 @@ func (m *Member) tryForm(ctx context.Context, cur *Step) (Outcome, bool, error) 
 		}
 		if p.State == StateJoining {
 			cands = append(cands, p.ID)
+			steps[p.ID] = p.Step
 		}
 	}
 	settled := time.Since(m.rosterAt) >= m.cfg.SettleTime
@@ -35,9 +40,19 @@ func (m *Member) tryForm(ctx context.Context, cur *Step) (Outcome, bool, error) 
 	if a.promisedBy != "" && a.promisedBy != m.cfg.ID {
 		return Outcome{}, false, nil // we acknowledged another proposal
 	}
-	p := &msg{Kind: kindPropose, Epoch: max(a.seen, a.promisedN) + 1, Proposer: m.cfg.ID, Members: cands, Step: cur.Done, Source: m.cfg.ID}
-	for i := 1; i < len(cands); i++ {
-		p.Targets = append(p.Targets, uint32(i))
+	// Everyone starts from the state with the most steps (a resumed
+	// checkpoint), the lowest ID among equals: the others are synced to it.
+	src := 0
+	for i, id := range cands {
+		if steps[id] > steps[cands[src]] {
+			src = i
+		}
+	}
+	p := &msg{Kind: kindPropose, Epoch: max(a.seen, a.promisedN) + 1, Proposer: m.cfg.ID, Members: cands, Step: steps[cands[src]], Source: cands[src]}
+	for i := range cands {
+		if i != src {
+			p.Targets = append(p.Targets, uint32(i))
+		}
 	}
 	return m.propose(ctx, p, cands, cur)
 }

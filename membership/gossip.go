@@ -238,6 +238,29 @@ func (m *Member) setState(s State, epoch uint64) {
 	}
 }
 
+// advertiseStep gossips the steps applied to this joining node's state.
+func (m *Member) advertiseStep(done uint64) {
+	m.mu.Lock()
+	if m.meta.Step == done {
+		m.mu.Unlock()
+		return
+	}
+	m.meta.Step = done
+	b, err := m.meta.MarshalBinary()
+	if err == nil {
+		m.metaBytes = b
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Error("encode metadata", "err", err)
+		return
+	}
+	select {
+	case m.metaDirty <- struct{}{}:
+	default:
+	}
+}
+
 // metaLoop gossips metadata changes. memberlist's UpdateNode blocks until
 // the update spread or its timeout passed, so it runs here, off the
 // protocol's path.

@@ -11,7 +11,7 @@ import (
 const ProtocolVersion uint8 = 1
 
 // metaVersion is the version of the metadata encoding itself.
-const metaVersion byte = 1
+const metaVersion byte = 2
 
 // MetaMaxSize bounds the encoded node metadata. memberlist allows 512 bytes
 // and panics above; we stay well below so gossip packets stay small.
@@ -56,6 +56,10 @@ type Meta struct {
 	Protocol    uint8  // ProtocolVersion of the node
 	Fingerprint string // model fingerprint: peers must match exactly
 	Epoch       uint64 // the node's committed epoch, 0 if none
+	// Step is the number of steps applied to the state a joining node
+	// holds (e.g. from a checkpoint): the first epoch syncs everyone from
+	// the node with the most.
+	Step uint64
 }
 
 // ErrMeta is wrapped by metadata encoding and decoding errors.
@@ -66,7 +70,7 @@ var ErrMeta = errors.New("membership: bad node metadata")
 var ErrIncompatible = errors.New("membership: incompatible peer")
 
 // MarshalBinary encodes m compactly: a version byte, protocol, state, the
-// epoch as a uvarint and three length-prefixed strings.
+// epoch and step as uvarints and three length-prefixed strings.
 func (m Meta) MarshalBinary() ([]byte, error) {
 	if len(m.ID) == 0 || len(m.ID) > maxIDLen {
 		return nil, fmt.Errorf("%w: node ID length %d not in 1..%d", ErrMeta, len(m.ID), maxIDLen)
@@ -80,6 +84,7 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	b := make([]byte, 0, 16+len(m.ID)+len(m.QUICAddr)+len(m.Fingerprint))
 	b = append(b, metaVersion, m.Protocol, byte(m.State))
 	b = binary.AppendUvarint(b, m.Epoch)
+	b = binary.AppendUvarint(b, m.Step)
 	for _, s := range []string{m.ID, m.QUICAddr, m.Fingerprint} {
 		b = append(b, byte(len(s)))
 		b = append(b, s...)
@@ -113,6 +118,12 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: bad epoch varint", ErrMeta)
 	}
 	out.Epoch = e
+	b = b[n:]
+	st, n := binary.Uvarint(b)
+	if n <= 0 {
+		return fmt.Errorf("%w: bad step varint", ErrMeta)
+	}
+	out.Step = st
 	b = b[n:]
 	var fields [3]string
 	limits := [3]int{maxIDLen, maxAddrLen, maxFingerprintLen}

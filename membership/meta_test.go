@@ -12,7 +12,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		meta Meta
 	}{
 		{"minimal", Meta{ID: "a", State: StateJoining, Protocol: 1}},
-		{"full", Meta{ID: "node-17", QUICAddr: "127.0.0.1:4242", State: StateActive, Protocol: 1, Fingerprint: "mlp-784-128-10/sha256:0123456789abcdef", Epoch: 1<<40 + 3}},
+		{"full", Meta{ID: "node-17", QUICAddr: "127.0.0.1:4242", State: StateActive, Protocol: 1, Fingerprint: "mlp-784-128-10/sha256:0123456789abcdef", Epoch: 1<<40 + 3, Step: 12345}},
 		{"leaving", Meta{ID: "x", State: StateLeaving, Protocol: 9, Epoch: 7}},
 		{"max fields", Meta{ID: strings.Repeat("i", maxIDLen), QUICAddr: strings.Repeat("a", maxAddrLen), Fingerprint: strings.Repeat("f", maxFingerprintLen), State: StateActive, Protocol: 255, Epoch: ^uint64(0)}},
 	}

@@ -119,7 +119,8 @@ func prod(s []int) int {
 func (t *Trainer) ReadCheckpoint(path string) (map[string]string, error) {
 	ts, meta, err := checkpoint.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrState, err)
+		// Both stay visible: ErrState, and os.ErrNotExist for a missing file.
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
 	}
 	want, err := strconv.ParseUint(meta[crcKey], 16, 32)
 	if err != nil {

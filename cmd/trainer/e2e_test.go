@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,14 +210,18 @@ func TestResumeE2E(t *testing.T) {
 		n.cmd.Process.Signal(syscall.SIGKILL)
 		<-n.done
 	}
+	// node-0 (the lowest ID, which proposes the first epoch) loses its
+	// checkpoint: it must be synced from node-1, not overwrite it.
+	if err := os.RemoveAll(filepath.Join(c2.dir, "ckpt-node-0")); err != nil {
+		t.Fatal(err)
+	}
 	c2.nodes, c2.seed = nil, ""
 	resumed := run(c2, "--resume")
-	for _, n := range resumed {
-		r := n.waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "resumed" })
-		t.Logf("%s resumed at step %v", n.id, r["step"])
-		if r["step"] == "0" {
-			t.Errorf("%s resumed at step 0", n.id)
-		}
+	resumed[0].waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "no checkpoint to resume from: starting fresh (peers that have one will sync this node)" })
+	r := resumed[1].waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "resumed" })
+	t.Logf("node-1 resumed at step %v; node-0 had no checkpoint", r["step"])
+	if r["step"] == "0" {
+		t.Errorf("node-1 resumed at step 0")
 	}
 	for _, n := range resumed {
 		n.wait(t, 3*time.Minute)
@@ -230,11 +236,13 @@ func TestResumeE2E(t *testing.T) {
 func TestGracefulLeaveE2E(t *testing.T) {
 	c := newCluster(t)
 	args := []string{"--model", "mlp", "--steps", "300", "--min-peers", "3", "--eval-every", "1000"}
-	for i := range 3 {
+	c.start("node-0", append([]string{"--metrics-addr", "127.0.0.1:0"}, args...)...)
+	for i := 1; i < 3; i++ {
 		c.start(fmt.Sprintf("node-%d", i), args...)
 	}
 	leaver := c.nodes[2]
 	leaver.waitFor(t, 2*time.Minute, progressAt(40))
+	checkMetrics(t, c.nodes[0])
 	leaver.cmd.Process.Signal(syscall.SIGTERM)
 	leaver.wait(t, time.Minute)
 	if s := leaver.summary(t); !s.Left {
@@ -258,5 +266,54 @@ func TestRefusesInsecureAcrossHosts(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--insecure") {
 		t.Fatalf("want a refusal that mentions --insecure, got %v:\n%s", err, out)
+	}
+}
+
+// TestCrashE2E: a node killed mid-run (no leave) is dropped; the survivors
+// agree on the next epoch and finish with identical parameters.
+func TestCrashE2E(t *testing.T) {
+	c := newCluster(t)
+	args := []string{"--model", "mlp", "--steps", "200", "--min-peers", "3", "--eval-every", "1000"}
+	for i := range 3 {
+		c.start(fmt.Sprintf("node-%d", i), args...)
+	}
+	victim := c.nodes[2]
+	victim.waitFor(t, 2*time.Minute, progressAt(40))
+	start := time.Now()
+	victim.cmd.Process.Signal(syscall.SIGKILL)
+	<-victim.done
+	c.nodes[0].waitFor(t, time.Minute, func(r map[string]any) bool {
+		return r["msg"] == "membership epoch" && r["members"] == "node-0,node-1"
+	})
+	t.Logf("survivors formed the next epoch %v after the kill", time.Since(start).Round(time.Millisecond))
+	var digests []string
+	for _, n := range c.nodes[:2] {
+		n.wait(t, 3*time.Minute)
+		s := n.summary(t)
+		if s.Steps != 200 || s.Peers != 2 {
+			t.Errorf("%s: %d steps, %d peers; want 200, 2", s.Node, s.Steps, s.Peers)
+		}
+		digests = append(digests, s.Digest)
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("survivors disagree: %v", digests)
+	}
+}
+
+// checkMetrics scrapes a node's Prometheus endpoint mid-run.
+func checkMetrics(t *testing.T, n *node) {
+	t.Helper()
+	r := n.waitFor(t, time.Minute, func(r map[string]any) bool { return r["msg"] == "metrics" })
+	resp, err := http.Get(r["addr"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"ringtrain_steps_total{node=\"node-0\"}", "ringtrain_allreduce_seconds_bucket", "ringtrain_allreduce_busbw_bytes_per_second",
+		"ringtrain_peers{node=\"node-0\"} 3", "ringtrain_membership_epoch", "ringtrain_loss", "ringtrain_allreduce_sent_bytes_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

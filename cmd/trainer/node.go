@@ -180,6 +180,9 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		Test: testSet, EvalEvery: c.EvalEvery, DigestEvery: 50,
 		CheckpointEvery: c.CheckpointEvery, Leave: leave, Log: log,
 		OnEpoch: func(e membership.Epoch) {
+			// Stale chunks of aborted operations in older epochs are
+			// refused and freed from now on.
+			ep.SetEpoch(e.Number)
 			met.peers.Set(float64(len(e.Members)))
 			met.epoch.Set(float64(e.Number))
 			rep.message("membership epoch", "epoch", e.Number, "members", strings.Join(e.Members, ","))

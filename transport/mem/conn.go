@@ -299,10 +299,16 @@ func (c *conn) Abort(ctx context.Context, tag transport.Tag, reason error) error
 }
 
 // bufPool recycles message buffers by power-of-two capacity class, so a
-// steady stream of equal-sized chunks allocates nothing after warm-up.
+// steady stream of equal-sized chunks allocates nothing after warm-up. It is
+// a plain free list rather than a sync.Pool so that reuse is deterministic
+// (the race detector makes sync.Pool drop buffers at random).
 type bufPool struct {
-	classes [48]sync.Pool
+	mu      sync.Mutex
+	classes [48][]*[]byte
 }
+
+// maxFree bounds the idle buffers kept per class.
+const maxFree = 64
 
 func class(n int) int {
 	if n <= 64 {
@@ -313,10 +319,15 @@ func class(n int) int {
 
 func (p *bufPool) get(n int) *[]byte {
 	c := class(n)
-	if v, ok := p.classes[c].Get().(*[]byte); ok {
-		*v = (*v)[:n]
-		return v
+	p.mu.Lock()
+	if l := len(p.classes[c]); l > 0 {
+		b := p.classes[c][l-1]
+		p.classes[c] = p.classes[c][:l-1]
+		p.mu.Unlock()
+		*b = (*b)[:n]
+		return b
 	}
+	p.mu.Unlock()
 	b := make([]byte, n, 1<<c)
 	return &b
 }
@@ -325,5 +336,10 @@ func (p *bufPool) put(b *[]byte) {
 	if b == nil {
 		return
 	}
-	p.classes[class(cap(*b))].Put(b)
+	c := class(cap(*b))
+	p.mu.Lock()
+	if len(p.classes[c]) < maxFree {
+		p.classes[c] = append(p.classes[c], b)
+	}
+	p.mu.Unlock()
 }

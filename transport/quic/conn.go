@@ -503,7 +503,9 @@ func (c *conn) dropBelow(epoch uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for tag := range c.tags {
-		if tag.Epoch < epoch {
+		// Control protocols (membership, state sync) tag their own
+		// epochs and outlive the data epochs.
+		if tag.Epoch < epoch && tag.Op < transport.ControlOpBase {
 			c.cancelLocked(tag, codeEpoch)
 		}
 	}

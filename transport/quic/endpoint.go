@@ -124,7 +124,8 @@ func (e *Endpoint) AddPeer(id, addr string) {
 }
 
 // SetEpoch sets the current membership epoch: data messages of lower epochs
-// are refused from now on, and unread ones are dropped. It never lowers it.
+// are refused from now on, and unread ones are dropped (control messages,
+// Op ≥ transport.ControlOpBase, are exempt). It never lowers it.
 func (e *Endpoint) SetEpoch(epoch uint64) {
 	for {
 		old := e.epoch.Load()

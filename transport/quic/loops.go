@@ -24,7 +24,11 @@ func (c *conn) controlLoop() {
 	for {
 		body, err := wire.ReadFrameGrow(c.ctrl, &buf, wire.MaxControlSize)
 		if err != nil {
-			if c.qc.Context().Err() == nil && !c.isDead() {
+			// A connection closed by either application (an endpoint
+			// shutting down) ends the loop; anything else is the peer
+			// breaking the protocol.
+			var ae *quicgo.ApplicationError
+			if c.qc.Context().Err() == nil && !c.isDead() && !errors.As(err, &ae) {
 				c.violation("control stream: %v", err)
 			}
 			return
@@ -125,7 +129,7 @@ func (c *conn) dataLoop() {
 			c.mu.Unlock()
 			continue
 		}
-		if floor := c.e.epoch.Load(); h.Epoch < floor {
+		if floor := c.e.epoch.Load(); h.Epoch < floor && tag.Op < transport.ControlOpBase {
 			s.CancelRead(codeEpoch)
 			c.e.log.Warn("refused a message from an old epoch", "peer", c.peer, "tag", tag.String(), "epoch", floor)
 			go c.refuseEpoch(tag, floor)

@@ -62,6 +62,7 @@ type scalingOpts struct {
 	emuGbit     float64
 	scale       float64
 	emuSteps    int
+	emuRepeats  int
 	emuChunkKiB float64
 	fitAlpha    bool
 	perNode     int
@@ -106,6 +107,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.emuChunkKiB, "emu-chunk-kib", sim.DefaultChunkBytes/1024, "ring chunk of the scaled emulated run, KiB (not divided by --scale: the mem backend needs messages ≥ 5 ms on the wire)")
 	fs.BoolVar(&o.fitAlpha, "fit-alpha", false, "also fit the per-chunk overhead to the emulated runs and validate with it")
 	fs.IntVar(&o.emuSteps, "emu-steps", 5, "timed steps per emulated configuration (after one warm-up step)")
+	fs.IntVar(&o.emuRepeats, "emu-repeats", 1, "runs per emulated configuration; the run with the median images/s is reported")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -127,8 +129,9 @@ func parseScaling(args []string) (scalingOpts, error) {
 	if o.emuNs, err = parseInts(*emuNs); err != nil {
 		return o, fmt.Errorf("--emu-n: %w", err)
 	}
-	if !(o.scale >= 1) || o.emuSteps < 1 || !(o.emuGbit > 0) {
-		return o, fmt.Errorf("--scale %v, --emu-steps %d, --emu-gbit %v: want scale ≥ 1, steps ≥ 1, rate > 0", o.scale, o.emuSteps, o.emuGbit)
+	if !(o.scale >= 1) || o.emuSteps < 1 || o.emuRepeats < 1 || !(o.emuGbit > 0) {
+		return o, fmt.Errorf("--scale %v, --emu-steps %d, --emu-repeats %d, --emu-gbit %v: want scale ≥ 1, steps ≥ 1, repeats ≥ 1, rate > 0",
+			o.scale, o.emuSteps, o.emuRepeats, o.emuGbit)
 	}
 	if o.perNode < 1 {
 		return o, fmt.Errorf("--gpus-per-node %d", o.perNode)

@@ -18,6 +18,7 @@ package main
 // sim.Emulated records, which --validate and the table below consume.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -241,8 +242,8 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	var runs []sim.Emulated
 	var measured []emuRun
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps\n",
-		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps)
+	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs\n",
+		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats)
 	fmt.Fprintln(tw, "gpu\tmodel\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
 	for _, gm := range emuPairs(o.emuGPUs, o.emuModels) {
 		gpu, m := gm[0], gm[1]
@@ -258,7 +259,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				if d := c.shortestMessage(); o.emuBackend == "mem" && n > 1 && d < minMessage {
 					fmt.Fprintf(out, "warning: %s %s n=%d sends %v messages; the mem backend's per-message sleeps overshoot by up to ~1 ms here\n", m, mode, n, d)
 				}
-				run, err := emulate(ctx, c)
+				run, err := emulateMedian(ctx, emulate, c, o.emuRepeats)
 				if err != nil {
 					return err
 				}
@@ -341,4 +342,19 @@ func emuPairs(gpus, models []string) [][2]string {
 		}
 	}
 	return out
+}
+
+// emulateMedian runs c repeats times and returns the run with the median
+// images/s (the upper median for an even count).
+func emulateMedian(ctx context.Context, emulate func(context.Context, emuConfig) (emuRun, error), c emuConfig, repeats int) (emuRun, error) {
+	runs := make([]emuRun, 0, repeats)
+	for range repeats {
+		r, err := emulate(ctx, c)
+		if err != nil {
+			return emuRun{}, err
+		}
+		runs = append(runs, r)
+	}
+	slices.SortFunc(runs, func(a, b emuRun) int { return cmp.Compare(a.MeasuredImagesPerSec, b.MeasuredImagesPerSec) })
+	return runs[len(runs)/2], nil
 }

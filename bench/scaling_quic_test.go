@@ -200,3 +200,28 @@ func TestPlotEmulated(t *testing.T) {
 		}
 	}
 }
+
+func TestEmulateMedian(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rates []float64
+		want  float64
+	}{
+		{"one", []float64{7}, 7},
+		{"odd", []float64{5, 9, 1}, 5},
+		{"even takes the upper", []float64{4, 1, 3, 2}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			i := 0
+			emulate := func(context.Context, emuConfig) (emuRun, error) {
+				r := emuRun{Emulated: sim.Emulated{MeasuredImagesPerSec: tc.rates[i]}}
+				i++
+				return r, nil
+			}
+			got, err := emulateMedian(context.Background(), emulate, emuConfig{}, len(tc.rates))
+			if err != nil || got.MeasuredImagesPerSec != tc.want || i != len(tc.rates) {
+				t.Fatalf("median %v after %d runs (%v), want %v after %d", got.MeasuredImagesPerSec, i, err, tc.want, len(tc.rates))
+			}
+		})
+	}
+}

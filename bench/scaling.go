@@ -286,7 +286,16 @@ func runValidate(o scalingOpts, f *profile.File, out io.Writer) error {
 	if err := json.Unmarshal(b, &runs); err != nil {
 		return fmt.Errorf("%s: %w", o.validate, err)
 	}
-	_, err = validateRuns(o, f, runs, out)
+	vs, err := validateRuns(o, f, runs, out)
+	if err != nil || len(vs) == 0 {
+		return err
+	}
+	// The plots of an emulation file go next to it, named after it.
+	pngs, err := plotEmulated(filepath.Dir(o.validate), strings.TrimSuffix(filepath.Base(o.validate), ".json"), vs)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "wrote %v\n", pngs)
 	return err
 }
 

@@ -44,10 +44,16 @@ func plotEmulated(dir, base string, vs []sim.Validation) ([]string, error) {
 			}
 		}
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("Scaled emulation on %s profiles: ringtrain peers over QUIC on shaped links vs simulator", gpu)
+		p.Title.Text = fmt.Sprintf("Scaled emulation (%s) on %s profiles: measured (solid) vs simulator (dashed)", vs[0].Backend, gpu)
 		p.X.Label.Text = "peers (emulated GPUs)"
 		p.Y.Label.Text = "scaling efficiency"
-		p.Y.Min, p.Y.Max = 0, 1.05
+		// Room above 1 for the legend, clear of the curves.
+		p.Y.Min, p.Y.Max = 0, 1.75
+		var yt []plot.Tick
+		for y := 0.0; y <= 1.0; y += 0.1 {
+			yt = append(yt, plot.Tick{Value: y, Label: strconv.FormatFloat(y, 'f', 1, 64)})
+		}
+		p.Y.Tick.Marker = plot.ConstantTicks(yt)
 		p.Legend.Top, p.Legend.Left = true, false
 		p.Legend.TextStyle.Font.Size = vg.Points(7)
 		p.Add(plotter.NewGrid())

@@ -20,6 +20,13 @@ type cluster struct {
 
 // newCluster prepares slots places for peers.
 func newCluster(ctx context.Context, links string, slots int) (*cluster, error) {
+	return newClusterOpts(ctx, netns.Config{Peers: slots, Rate: links})
+}
+
+// newClusterOpts is newCluster with all of netns's options; cfg.Rate is
+// "loopback" for unshaped peers on 127.0.0.1.
+func newClusterOpts(ctx context.Context, cfg netns.Config) (*cluster, error) {
+	links := cfg.Rate
 	c := &cluster{links: links, ports: map[[2]int]int{}}
 	if links == "loopback" {
 		return c, nil
@@ -27,7 +34,7 @@ func newCluster(ctx context.Context, links string, slots int) (*cluster, error) 
 	if _, err := netns.CleanupStale(ctx); err != nil {
 		return nil, err
 	}
-	top, err := netns.Setup(ctx, netns.Config{Peers: slots, Rate: links})
+	top, err := netns.Setup(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	name, args := os.Getenv(subcommandEnv), os.Args[1:]
 	// The driver under test starts peers as "<its executable> worker …":
 	// here that is the test binary.
-	if len(os.Args) > 1 && (os.Args[1] == "worker" || os.Args[1] == "rawquic") {
+	if len(os.Args) > 1 && (os.Args[1] == "worker" || os.Args[1] == "rawquic" || os.Args[1] == "emuworker") {
 		name, args = os.Args[1], os.Args[2:]
 	}
 	if name != "" {

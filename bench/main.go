@@ -5,7 +5,7 @@
 //	allreduce   ring all-reduce against the link limit, a parameter server,
 //	            OpenMPI and gloo on emulated links (see README.md)
 //
-// Hidden subcommands (worker, rawquic) are the peer processes that the
+// Hidden subcommands (worker, rawquic, emuworker) are the peer processes that the
 // benchmarks start, one per emulated node.
 package main
 
@@ -29,13 +29,14 @@ func commands() map[string]command {
 		"allreduce": runAllReduce,
 		"worker":    runWorker,
 		"rawquic":   runRawQUIC,
+		"emuworker": runEmuWorker,
 	}
 }
 
 func main() {
 	cmds := commands()
 	// Hidden subcommands (the peer processes) are not listed in the usage.
-	hidden := map[string]bool{"worker": true, "rawquic": true}
+	hidden := map[string]bool{"worker": true, "rawquic": true, "emuworker": true}
 	if len(os.Args) < 2 || cmds[os.Args[1]] == nil {
 		var names []string
 		for n := range cmds {

@@ -10,8 +10,11 @@ package main
 //	                    bench scaling --emulate will write them) and print the
 //	                    simulator's prediction next to each measurement.
 //
-// Scaled emulation on real rings (--emulate) is the other half of issue 8; it
-// plugs in by writing []sim.Emulated records that --validate reads.
+//	--emulate           scaled emulation on real rings (scaling_emulate.go):
+//	                    in one process over transport/mem, or with
+//	                    --emu-backend quic-shaped as peer processes over QUIC
+//	                    on shaped links (scaling_quic.go); writes the
+//	                    []sim.Emulated records that --validate reads.
 
 import (
 	"context"
@@ -54,10 +57,12 @@ type scalingOpts struct {
 	emulate     bool
 	emuBackend  string
 	emuModels   []string
+	emuGPUs     []string
 	emuNs       []int
 	emuGbit     float64
 	scale       float64
 	emuSteps    int
+	emuRepeats  int
 	emuChunkKiB float64
 	fitAlpha    bool
 	perNode     int
@@ -93,14 +98,16 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.target, "target", 0.10, "validation target, relative error")
 	fs.Float64Var(&o.emuCores, "emu-cores", 2, "cores of the emulating machine, shared by all peers (--validate)")
 	fs.BoolVar(&o.emulate, "emulate", false, "emulate training steps on real rings (scaled) and validate the simulator against them")
-	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links)")
+	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links) or quic-shaped (peer processes over QUIC in tbf-shaped network namespaces; root)")
 	emuModels := fs.String("emu-models", "resnet50,vgg16", "models to emulate")
+	emuGPUs := fs.String("emu-gpus", "h200", "GPU profiles to emulate: h200, p100 (as --gpus)")
 	emuNs := fs.String("emu-n", "1,2,4,8,16", "peer counts to emulate")
 	fs.Float64Var(&o.emuGbit, "emu-gbit", 25, "full-size link rate the emulation stands for, Gbit/s (divided by --scale)")
 	fs.Float64Var(&o.scale, "scale", 100, "emulation scale: gradient bytes, chunk and link rate are divided by it")
 	fs.Float64Var(&o.emuChunkKiB, "emu-chunk-kib", sim.DefaultChunkBytes/1024, "ring chunk of the scaled emulated run, KiB (not divided by --scale: the mem backend needs messages ≥ 5 ms on the wire)")
 	fs.BoolVar(&o.fitAlpha, "fit-alpha", false, "also fit the per-chunk overhead to the emulated runs and validate with it")
 	fs.IntVar(&o.emuSteps, "emu-steps", 5, "timed steps per emulated configuration (after one warm-up step)")
+	fs.IntVar(&o.emuRepeats, "emu-repeats", 1, "runs per emulated configuration; the run with the median images/s is reported")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -118,18 +125,19 @@ func parseScaling(args []string) (scalingOpts, error) {
 	if o.cores, err = parseFloats(*cores); err != nil {
 		return o, fmt.Errorf("--cores: %w", err)
 	}
-	o.emuModels = splitList(*emuModels)
+	o.emuModels, o.emuGPUs = splitList(*emuModels), splitList(*emuGPUs)
 	if o.emuNs, err = parseInts(*emuNs); err != nil {
 		return o, fmt.Errorf("--emu-n: %w", err)
 	}
-	if !(o.scale >= 1) || o.emuSteps < 1 || !(o.emuGbit > 0) {
-		return o, fmt.Errorf("--scale %v, --emu-steps %d, --emu-gbit %v: want scale ≥ 1, steps ≥ 1, rate > 0", o.scale, o.emuSteps, o.emuGbit)
+	if !(o.scale >= 1) || o.emuSteps < 1 || o.emuRepeats < 1 || !(o.emuGbit > 0) {
+		return o, fmt.Errorf("--scale %v, --emu-steps %d, --emu-repeats %d, --emu-gbit %v: want scale ≥ 1, steps ≥ 1, repeats ≥ 1, rate > 0",
+			o.scale, o.emuSteps, o.emuRepeats, o.emuGbit)
 	}
 	if o.perNode < 1 {
 		return o, fmt.Errorf("--gpus-per-node %d", o.perNode)
 	}
-	if o.emuBackend != "mem" {
-		return o, fmt.Errorf("--emu-backend %q: only mem is built; QUIC peers in shaped namespaces come with bench allreduce's peers", o.emuBackend)
+	if o.emuBackend != "mem" && o.emuBackend != "quic-shaped" {
+		return o, fmt.Errorf("--emu-backend %q: want mem or quic-shaped", o.emuBackend)
 	}
 	for _, m := range o.modes {
 		if m != "none" && m != "bucketed" {
@@ -236,6 +244,22 @@ func selectProfiles(f *profile.File, gpus, models []string) ([]profile.Profile, 
 	return out, nil
 }
 
+// emuProfile is the profile an emulated run used: gpu as --gpus names it
+// ("" is the measured h200).
+func emuProfile(f *profile.File, gpu, model string) (profile.Profile, error) {
+	if gpu == "" {
+		gpu = "h200"
+	}
+	ps, err := selectProfiles(f, []string{gpu}, []string{model})
+	if err != nil {
+		return profile.Profile{}, err
+	}
+	if len(ps) != 1 {
+		return profile.Profile{}, fmt.Errorf("no %s profile for %s", gpu, model)
+	}
+	return ps[0], nil
+}
+
 // baseNet is the cluster described by the flags at one link rate and core count.
 func (o scalingOpts) baseNet(gbit, cores float64) (sim.Net, error) {
 	tr, err := sim.TransportPreset(o.transport, cores)
@@ -262,48 +286,56 @@ func runValidate(o scalingOpts, f *profile.File, out io.Writer) error {
 	if err := json.Unmarshal(b, &runs); err != nil {
 		return fmt.Errorf("%s: %w", o.validate, err)
 	}
-	return validateRuns(o, f, runs, out)
+	vs, err := validateRuns(o, f, runs, out)
+	if err != nil || len(vs) == 0 {
+		return err
+	}
+	// The plots of an emulation file go next to it, named after it.
+	pngs, err := plotEmulated(filepath.Dir(o.validate), strings.TrimSuffix(filepath.Base(o.validate), ".json"), vs)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "wrote %v\n", pngs)
+	return err
 }
 
 // validateRuns prints the simulator's prediction of each emulated run with
 // --alpha-us and, with --fit-alpha, again with the per-chunk overhead fitted
-// to the runs.
-func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Writer) error {
-	prof := func(e sim.Emulated) (profile.Profile, error) { return f.Find(e.Model, "") }
+// to the runs; it returns the last table's validations.
+func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Writer) ([]sim.Validation, error) {
+	prof := func(e sim.Emulated) (profile.Profile, error) { return emuProfile(f, e.GPU, e.Model) }
 	netOf := func(e sim.Emulated) (sim.Net, error) {
 		net, err := emulationNet(e, o.emuCores)
 		net.Ring = sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}
 		return net, err
 	}
-	table := func() error {
+	table := func() ([]sim.Validation, error) {
 		var vs []sim.Validation
 		for _, e := range runs {
 			p, err := prof(e)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			net, err := netOf(e)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			v, err := sim.Validate(p, e, net)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			vs = append(vs, v)
 		}
-		return sim.WriteValidationTable(out, vs, o.target)
+		return vs, sim.WriteValidationTable(out, vs, o.target)
 	}
 	fmt.Fprintf(out, "per-chunk overhead alpha = %g µs\n", o.alphaUS)
-	if err := table(); err != nil {
-		return err
-	}
-	if !o.fitAlpha {
-		return nil
+	vs, err := table()
+	if err != nil || !o.fitAlpha {
+		return vs, err
 	}
 	alpha, err := sim.FitAlpha(runs, prof, netOf, 10e-3)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	o.alphaUS = alpha * 1e6
 	fmt.Fprintf(out, "\nper-chunk overhead alpha fitted to these runs = %.1f µs\n", o.alphaUS)

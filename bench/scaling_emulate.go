@@ -13,13 +13,15 @@ package main
 //
 // Backends: "mem" runs all peers in this process over transport/mem with
 // rate-limited links (no transport CPU cost: it measures the ring protocol and
-// the executor). Separate processes over QUIC through tbf-shaped namespaces
-// (bench allreduce's peers) are the next backend; they produce the same
+// the executor); "quic-shaped" runs each peer as a separate process over QUIC
+// through tbf-shaped namespaces (scaling_quic.go). Both produce the same
 // sim.Emulated records, which --validate and the table below consume.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -56,9 +58,12 @@ type emuConfig struct {
 }
 
 // emuBucket is a range of the flat gradient buffer and when it is ready.
+// Its fields are exported because the QUIC backend sends the plan to its
+// peer processes as JSON.
 type emuBucket struct {
-	off, len int
-	ready    time.Duration // from the start of backward
+	Off   int           `json:"off"`
+	Len   int           `json:"len"`
+	Ready time.Duration `json:"ready"` // from the start of backward
 }
 
 // plan returns the buckets of the scaled buffer and its length in floats.
@@ -71,7 +76,7 @@ func (c emuConfig) plan() ([]emuBucket, int) {
 	off := 0
 	for _, b := range st.Buckets(c.prof.Timeline()) {
 		l := max(int(math.Round(b.Bytes/4)), 1)
-		out = append(out, emuBucket{off: off, len: l, ready: time.Duration(b.ReadyMs * float64(time.Millisecond))})
+		out = append(out, emuBucket{Off: off, Len: l, Ready: time.Duration(b.ReadyMs * float64(time.Millisecond))})
 		off += l
 	}
 	return out, off
@@ -168,10 +173,10 @@ func emuStep(ctx context.Context, g *collective.Group, buf []float32, buckets []
 	var handles []*collective.Handle
 	if g.Size() > 1 {
 		for _, b := range buckets {
-			if err := sleepUntil(ctx, backward.Add(b.ready)); err != nil {
+			if err := sleepUntil(ctx, backward.Add(b.Ready)); err != nil {
 				return err
 			}
-			handles = append(handles, g.AllReduceAsync(ctx, buf[b.off:b.off+b.len], collective.Avg))
+			handles = append(handles, g.AllReduceAsync(ctx, buf[b.Off:b.Off+b.Len], collective.Avg))
 		}
 	}
 	if err := sleepUntil(ctx, backward.Add(bwd)); err != nil {
@@ -193,7 +198,7 @@ func (c emuConfig) shortestMessage() time.Duration {
 	rate := c.linkBits / 8 / c.scale
 	least := math.Inf(1)
 	for _, b := range buckets {
-		least = min(least, float64(min(c.chunkBytes, 4*b.len/c.n)))
+		least = min(least, float64(min(c.chunkBytes, 4*b.Len/c.n)))
 	}
 	return time.Duration(least / rate * float64(time.Second))
 }
@@ -216,17 +221,33 @@ func sleepUntil(ctx context.Context, deadline time.Time) error {
 
 // runEmulate emulates every --emu-models × --modes × --emu-n configuration,
 // prints the measurements with their efficiency against the emulated single
-// peer, writes them to scaling_emulated.json in --out and prints the
-// simulator's prediction of each.
-func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writer) error {
+// peer, writes them to scaling_emulated.json (quic-shaped:
+// scaling_emulated_quic.json) in --out and prints the simulator's prediction
+// of each.
+func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writer) (err error) {
 	chunk := max(4*int(math.Round(o.emuChunkKiB*1024/4)), 4)
+	emulate := func(ctx context.Context, c emuConfig) (emuRun, error) {
+		e, err := emulateMem(ctx, c)
+		return emuRun{Emulated: e}, err
+	}
+	file := "scaling_emulated.json"
+	if o.emuBackend == "quic-shaped" {
+		q, err := newQUICEmulator(ctx, o.emuGbit*1e9, o.scale, slices.Max(o.emuNs))
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, q.Close()) }()
+		emulate, file = q.emulate, "scaling_emulated_quic.json"
+	}
 	var runs []sim.Emulated
+	var measured []emuRun
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps\n",
-		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps)
-	fmt.Fprintln(tw, "model\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\t")
-	for _, m := range o.emuModels {
-		p, err := f.Find(m, "")
+	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs\n",
+		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats)
+	fmt.Fprintln(tw, "gpu\tmodel\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
+	for _, gm := range emuPairs(o.emuGPUs, o.emuModels) {
+		gpu, m := gm[0], gm[1]
+		p, err := emuProfile(f, gpu, m)
 		if err != nil {
 			return err
 		}
@@ -235,12 +256,16 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 			for _, n := range o.emuNs {
 				c := emuConfig{prof: p, n: n, linkBits: o.emuGbit * 1e9, scale: o.scale, chunkBytes: chunk,
 					mode: mode, bucketMB: o.bucketMB, steps: o.emuSteps}
-				if d := c.shortestMessage(); n > 1 && d < minMessage {
+				if d := c.shortestMessage(); o.emuBackend == "mem" && n > 1 && d < minMessage {
 					fmt.Fprintf(out, "warning: %s %s n=%d sends %v messages; the mem backend's per-message sleeps overshoot by up to ~1 ms here\n", m, mode, n, d)
 				}
-				e, err := emulateMem(ctx, c)
+				run, err := emulateMedian(ctx, emulate, c, o.emuRepeats)
 				if err != nil {
 					return err
+				}
+				e := run.Emulated
+				if gpu != "h200" {
+					e.GPU = gpu
 				}
 				net, err := emulationNet(e, o.emuCores)
 				if err != nil {
@@ -258,15 +283,31 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				if one > 0 {
 					eff = fmt.Sprintf("%.1f%%", 100*e.MeasuredImagesPerSec/(float64(n)*one))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.2f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t\n", m, mode, n, e.LinkBitsPerSec/1e6,
+				cores, perGiB := "-", "-"
+				if run.CoresPerPeer > 0 {
+					cores = fmt.Sprintf("%.3f", run.CoresPerPeer)
+				}
+				if run.CPUPerGiB > 0 {
+					perGiB = fmt.Sprintf("%.1f", run.CPUPerGiB)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", gpu, m, mode, n, e.LinkBitsPerSec/1e6,
 					4*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
-					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr)
+					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr, cores, perGiB)
 				runs = append(runs, e)
+				measured = append(measured, run)
 			}
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if o.emuBackend == "quic-shaped" {
+		if c, err := fitPeerCPU(measured); err != nil {
+			fmt.Fprintf(out, "transport CPU: %v\n", err)
+		} else if ref, err := sim.FitShaped("quic-shaped", sim.ShapedQUICPoints(), 0, 1); err == nil {
+			fmt.Fprintf(out, "transport CPU fitted to %d runs (cores per peer = fixed + κ·GiB/s sent, as much received): fixed %.3f cores, κ %.1f CPU-s/GiB (the simulator's stream-pair points: fixed %.3f, κ %.1f)\n",
+				c.Runs, c.Fixed, c.Kappa, ref.FixedCores, ref.CPUSecPerGiB)
+		}
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
@@ -275,10 +316,45 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(o.out, "scaling_emulated.json")
+	path := filepath.Join(o.out, file)
 	if err := os.WriteFile(path, append(js, '\n'), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\nValidation: simulator vs emulation (wrote %s; rerun with --validate %s)\n", path, path)
-	return validateRuns(o, f, runs, out)
+	vs, err := validateRuns(o, f, runs, out)
+	if err != nil || o.emuBackend != "quic-shaped" {
+		return err
+	}
+	pngs, err := plotEmulated(o.out, "scaling_emulated_quic", vs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %v\n", pngs)
+	return nil
+}
+
+// emuPairs lists (gpu, model) in the order they are emulated.
+func emuPairs(gpus, models []string) [][2]string {
+	var out [][2]string
+	for _, g := range gpus {
+		for _, m := range models {
+			out = append(out, [2]string{g, m})
+		}
+	}
+	return out
+}
+
+// emulateMedian runs c repeats times and returns the run with the median
+// images/s (the upper median for an even count).
+func emulateMedian(ctx context.Context, emulate func(context.Context, emuConfig) (emuRun, error), c emuConfig, repeats int) (emuRun, error) {
+	runs := make([]emuRun, 0, repeats)
+	for range repeats {
+		r, err := emulate(ctx, c)
+		if err != nil {
+			return emuRun{}, err
+		}
+		runs = append(runs, r)
+	}
+	slices.SortFunc(runs, func(a, b emuRun) int { return cmp.Compare(a.MeasuredImagesPerSec, b.MeasuredImagesPerSec) })
+	return runs[len(runs)/2], nil
 }

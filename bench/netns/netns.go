@@ -46,6 +46,17 @@ type Config struct {
 	// Rate is a tc rate such as "40mbit" applied to each direction of each
 	// peer's link; empty leaves links unshaped.
 	Rate string
+	// NoBurst also caps each link's instantaneous rate just above Rate (tbf
+	// peakrate, PeakRate): a link that was idle cannot send its bucket's
+	// worth at wire speed. Emulations that alternate compute with
+	// communication need it, or every all-reduce starts with a free burst.
+	NoBurst bool
+}
+
+// PeakRate is the tbf peakrate used with Config.NoBurst: 1% above the rate
+// (tc requires peakrate > rate), in bits per second.
+func PeakRate(bitsPerSec float64) int64 {
+	return int64(bitsPerSec*1.01) + 1
 }
 
 // Peer is one peer's place in the topology.
@@ -159,8 +170,14 @@ func Setup(ctx context.Context, cfg Config) (top *Topology, err error) {
 		}
 		if bps > 0 {
 			tbf := func(ns, dev string) []string {
-				return []string{"tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf",
+				args := []string{"tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf",
 					"rate", cfg.Rate, "burst", strconv.Itoa(Burst(bps)), "latency", "100ms"}
+				if cfg.NoBurst {
+					// The peak bucket holds one frame; larger (GSO)
+					// packets are segmented by tbf.
+					args = append(args, "peakrate", strconv.FormatInt(PeakRate(bps), 10)+"bit", "mtu", "1514")
+				}
+				return args
 			}
 			// Both directions: the peer's egress, and the bridge port's
 			// egress, which is the peer's ingress, as on a full-duplex link.

@@ -185,3 +185,28 @@ func TestCleanupStale(t *testing.T) {
 		t.Fatalf("removed the live run's namespace %s", live)
 	}
 }
+
+// TestNoBurst checks that NoBurst links carry a peak rate just above the
+// rate in both directions (the timing effect is checked by bench's
+// TestQUICEmulation).
+func TestNoBurst(t *testing.T) {
+	if err := CheckRoot(); err != nil {
+		t.Skip(err)
+	}
+	if got := PeakRate(10e6); got != 10100001 {
+		t.Fatalf("PeakRate(10mbit) = %d, want 10100001", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	top, err := Setup(ctx, Config{Peers: 1, Rate: "10mbit", NoBurst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Close()
+	for _, side := range []struct{ ns, dev string }{{top.Peers[0].NS, top.Peers[0].Dev}, {top.Bridge, "p0"}} {
+		out, err := exec.CommandContext(ctx, "tc", "-n", side.ns, "qdisc", "show", "dev", side.dev).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "peakrate 10100Kbit") {
+			t.Errorf("%s %s qdisc: %s %v", side.ns, side.dev, out, err)
+		}
+	}
+}

@@ -16,7 +16,10 @@ type Emulated struct {
 	// Backend is how the peers were connected: "mem" (in one process over
 	// transport/mem, no transport CPU cost) or "quic-shaped" (processes over
 	// QUIC through tbf-shaped links).
-	Backend              string  `json:"backend"`
+	Backend string `json:"backend"`
+	// GPU is the compute profile's GPU as bench scaling names it ("p100");
+	// empty for the measured profile (h200).
+	GPU                  string  `json:"gpu,omitempty"`
 	Model                string  `json:"model"`
 	N                    int     `json:"n"`
 	LinkBitsPerSec       float64 `json:"link_bits_per_s"` // the shaped rate actually used (already scaled down)
@@ -61,10 +64,14 @@ func Validate(p profile.Profile, e Emulated, net Net) (Validation, error) {
 // largest absolute relative error against the target.
 func WriteValidationTable(w io.Writer, vs []Validation, target float64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "model\tn\tlink Mbit/s\tscale\tchunk KiB\toverlap\tmeasured img/s\tsimulated img/s\terror\tlimit\t")
+	fmt.Fprintln(tw, "gpu\tmodel\tn\tlink Mbit/s\tscale\tchunk KiB\toverlap\tmeasured img/s\tsimulated img/s\terror\tlimit\t")
 	worst := 0.0
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%g\t%.0f\t%v\t%.2f\t%.2f\t%+.1f%%\t%s\t\n", v.Model, v.N, v.LinkBitsPerSec/1e6,
+		gpu := v.GPU
+		if gpu == "" {
+			gpu = "h200"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%g\t%.0f\t%v\t%.2f\t%.2f\t%+.1f%%\t%s\t\n", gpu, v.Model, v.N, v.LinkBitsPerSec/1e6,
 			v.Scale, v.ChunkBytes/1024, v.Overlap, v.MeasuredImagesPerSec, v.PredictedImagesPerSec, 100*v.RelErr, v.Limit)
 		worst = max(worst, math.Abs(v.RelErr))
 	}

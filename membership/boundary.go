@@ -131,7 +131,7 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 		}
 		switch {
 		case a.epoch.Number == 0:
-			if a.leaving {
+			if a.leaving || m.leaveRequested() {
 				return Outcome{Left: true}, nil
 			}
 			out, done, err = m.tryForm(ctx, &cur)
@@ -163,7 +163,12 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 			return out, err
 		}
 		changed := m.Changed()
+		var leaveReq <-chan struct{}
+		if a.epoch.Number == 0 {
+			leaveReq = m.leaveReq // a member leaves at its next boundary instead
+		}
 		select {
+		case <-leaveReq:
 		case mm := <-m.inbox:
 			out, done, err = m.handle(ctx, mm, &cur)
 			if done || err != nil {
@@ -308,4 +313,21 @@ func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool,
 		// An answer to a proposal no longer in progress.
 	}
 	return Outcome{}, false, nil
+}
+
+// RequestLeave asks a node that is not yet a member of any epoch (waiting
+// for the first epoch or for admission) to stop waiting: its Boundary
+// returns Outcome.Left. Members leave by announcing Step.Leave at their
+// next boundary instead. Safe to call from any goroutine, more than once.
+func (m *Member) RequestLeave() {
+	m.leaveOnce.Do(func() { close(m.leaveReq) })
+}
+
+func (m *Member) leaveRequested() bool {
+	select {
+	case <-m.leaveReq:
+		return true
+	default:
+		return false
+	}
 }

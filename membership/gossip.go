@@ -27,7 +27,9 @@ type Member struct {
 
 	inbox     chan *msg
 	metaDirty chan struct{} // wakes metaLoop to gossip new metadata
-	lost      chan string   // peers whose transport connection was lost
+	leaveReq  chan struct{} // closed by RequestLeave
+	leaveOnce sync.Once
+	lost      chan string // peers whose transport connection was lost
 
 	mu        sync.Mutex
 	meta      Meta
@@ -53,6 +55,7 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		log:       cfg.Logger.With("node", cfg.ID),
 		inbox:     make(chan *msg, 1024),
 		metaDirty: make(chan struct{}, 1),
+		leaveReq:  make(chan struct{}),
 		lost:      make(chan string, 256),
 		peers:     make(map[string]*Peer),
 		receivers: make(map[string]bool),

@@ -116,6 +116,19 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		cur  membership.Epoch
 		last Eval
 	)
+	// A node still waiting to be admitted sees a leave request at once;
+	// members see it at their next step boundary.
+	if lr, ok := jc.Member.(interface{ RequestLeave() }); ok && jc.Leave != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-jc.Leave:
+				lr.RequestLeave()
+			case <-stop:
+			}
+		}()
+	}
 	out, err := jc.Member.Boundary(ctx, membership.Step{Done: t.step})
 	for {
 		if err != nil {

@@ -350,3 +350,16 @@ func TestLocalE2E(t *testing.T) {
 		t.Fatalf("summary %s: %v", raw, err)
 	}
 }
+
+// TestLeaveWhileWaitingE2E: SIGTERM on a node still waiting for
+// --min-peers ends it gracefully at once, not at a second signal.
+func TestLeaveWhileWaitingE2E(t *testing.T) {
+	c := newCluster(t)
+	n := c.start("node-0", "--steps", "10", "--min-peers", "3")
+	time.Sleep(500 * time.Millisecond) // inside its first boundary, waiting for peers
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	n.wait(t, 15*time.Second)
+	if s := n.summary(t); !s.Left || s.Steps != 0 {
+		t.Errorf("summary %+v: want a graceful leave at step 0", s)
+	}
+}

@@ -25,16 +25,7 @@ func BenchmarkAllReduceMem(b *testing.B) {
 				for r := range bufs {
 					bufs[r] = make([]float32, count)
 				}
-				ctx := context.Background()
-				op := func() {
-					for r, err := range collectivetest.Parallel(gs, func(r int, g *collective.Group) error {
-						return g.AllReduce(ctx, bufs[r], collective.Sum)
-					}) {
-						if err != nil {
-							b.Fatalf("rank %d: %v", r, err)
-						}
-					}
-				}
+				op := allReduceAll(b, gs, bufs)
 				op() // warm-up: connections, schedules, buffer pools
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -62,16 +53,7 @@ func TestAllReduceAllocatesPerChunk(t *testing.T) {
 	for r := range bufs {
 		bufs[r] = make([]float32, count)
 	}
-	ctx := context.Background()
-	op := func() {
-		for r, err := range collectivetest.Parallel(gs, func(r int, g *collective.Group) error {
-			return g.AllReduce(ctx, bufs[r], collective.Sum)
-		}) {
-			if err != nil {
-				t.Fatalf("rank %d: %v", r, err)
-			}
-		}
-	}
+	op := allReduceAll(t, gs, bufs)
 	for range 3 {
 		op()
 	}
@@ -87,5 +69,18 @@ func TestAllReduceAllocatesPerChunk(t *testing.T) {
 	// Budget: a handful of chunks (256 KiB each) per rank, not the buffer.
 	if limit := uint64(4 * 256 << 10); perOp > limit {
 		t.Fatalf("allocated %d bytes per rank per operation, want ≤ %d (O(chunk), not O(buffer)=%d)", perOp, limit, 4*count)
+	}
+}
+
+// allReduceAll returns a function that sums bufs[r] over all ranks at once.
+func allReduceAll(tb testing.TB, gs []*collective.Group, bufs [][]float32) func() {
+	return func() {
+		for r, err := range collectivetest.Parallel(gs, func(r int, g *collective.Group) error {
+			return g.AllReduce(context.Background(), bufs[r], collective.Sum)
+		}) {
+			if err != nil {
+				tb.Fatalf("rank %d: %v", r, err)
+			}
+		}
 	}
 }

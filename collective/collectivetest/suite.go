@@ -155,21 +155,28 @@ var chunkBytes = []int{4, 28, 16 << 10, 64 << 20}
 // suite down without testing anything new (a 4-byte chunk on a 4 MiB buffer).
 func tooMany(count, chunk int) bool { return count*4/chunk > 20000 }
 
-func testAllReduce(t *testing.T, f transporttest.Factory, o Options) {
+// sweep calls f for every ring size, chunk size and buffer count tested,
+// with the groups of that ring and chunk size.
+func sweep(t *testing.T, fac transporttest.Factory, o Options, f func(n, chunk, count int, gs []*collective.Group)) {
 	for _, n := range o.peerCounts() {
-		c := NewCluster(t, f, n)
+		c := NewCluster(t, fac, n)
 		for _, cb := range chunkBytes {
 			gs := c.Groups(t, cb)
 			for _, count := range counts(n, o.Large) {
-				if tooMany(count, cb) {
-					continue
+				if !tooMany(count, cb) {
+					f(n, cb, count, gs)
 				}
-				t.Run(fmt.Sprintf("peers=%d/chunk=%dB/count=%d", n, cb, count), func(t *testing.T) {
-					checkAllReduce(t, gs, count, collective.Sum)
-				})
 			}
 		}
 	}
+}
+
+func testAllReduce(t *testing.T, f transporttest.Factory, o Options) {
+	sweep(t, f, o, func(n, cb, count int, gs []*collective.Group) {
+		t.Run(fmt.Sprintf("peers=%d/chunk=%dB/count=%d", n, cb, count), func(t *testing.T) {
+			checkAllReduce(t, gs, count, collective.Sum)
+		})
+	})
 }
 
 func checkAllReduce(t *testing.T, gs []*collective.Group, count int, op collective.Op) {
@@ -229,40 +236,31 @@ func testOps(t *testing.T, f transporttest.Factory, o Options) {
 }
 
 func testBroadcast(t *testing.T, f transporttest.Factory, o Options) {
-	for _, n := range o.peerCounts() {
-		c := NewCluster(t, f, n)
-		for _, cb := range chunkBytes {
-			gs := c.Groups(t, cb)
-			for _, count := range counts(n, o.Large) {
-				if tooMany(count, cb) {
-					continue
-				}
-				for _, root := range distinct(0, n-1, n/2) {
-					t.Run(fmt.Sprintf("peers=%d/chunk=%dB/count=%d/root=%d", n, cb, count, root), func(t *testing.T) {
-						bufs := make([][]float32, n)
-						for r := range bufs {
-							bufs[r] = make([]float32, count)
-							for i := range bufs[r] {
-								bufs[r][i] = -1
-								if r == root {
-									bufs[r][i] = Value(root, i)
-								}
-							}
+	sweep(t, f, o, func(n, cb, count int, gs []*collective.Group) {
+		for _, root := range distinct(0, n-1, n/2) {
+			t.Run(fmt.Sprintf("peers=%d/chunk=%dB/count=%d/root=%d", n, cb, count, root), func(t *testing.T) {
+				bufs := make([][]float32, n)
+				for r := range bufs {
+					bufs[r] = make([]float32, count)
+					for i := range bufs[r] {
+						bufs[r][i] = -1
+						if r == root {
+							bufs[r][i] = Value(root, i)
 						}
-						ctx := ctxT(t, 2*time.Minute)
-						mustAll(t, Parallel(gs, func(r int, g *collective.Group) error { return g.Broadcast(ctx, bufs[r], root) }))
-						for r := range n {
-							for i := range count {
-								if bufs[r][i] != Value(root, i) {
-									t.Fatalf("rank %d element %d = %v, want %v", r, i, bufs[r][i], Value(root, i))
-								}
-							}
-						}
-					})
+					}
 				}
-			}
+				ctx := ctxT(t, 2*time.Minute)
+				mustAll(t, Parallel(gs, func(r int, g *collective.Group) error { return g.Broadcast(ctx, bufs[r], root) }))
+				for r := range n {
+					for i := range count {
+						if bufs[r][i] != Value(root, i) {
+							t.Fatalf("rank %d element %d = %v, want %v", r, i, bufs[r][i], Value(root, i))
+						}
+					}
+				}
+			})
 		}
-	}
+	})
 }
 
 func distinct(xs ...int) []int {

@@ -15,7 +15,9 @@ func TestParseConfig(t *testing.T) {
 		check   func(*config) bool
 		wantErr string
 	}{
-		{"defaults", nil, nil, func(c *config) bool { return c.Model == "mlp" && c.Batch == 64 && c.Node.Listen == "0.0.0.0:7946" && c.Node.QUICListen == "0.0.0.0:7947" && c.Node.MinPeers == 1 }, ""},
+		{"defaults", nil, nil, func(c *config) bool {
+			return c.Model == "mlp" && c.Batch == 64 && c.Node.Listen == "0.0.0.0:7946" && c.Node.QUICListen == "0.0.0.0:7947" && c.Node.MinPeers == 1
+		}, ""},
 		{"env twin", nil, map[string]string{"RINGTRAIN_MODEL": "cnn", "RINGTRAIN_MIN_PEERS": "3"}, func(c *config) bool { return c.Model == "cnn" && c.Node.MinPeers == 3 }, ""},
 		{"flag beats env", []string{"--model", "mlp"}, map[string]string{"RINGTRAIN_MODEL": "cnn"}, func(c *config) bool { return c.Model == "mlp" }, ""},
 		{"bad env value", nil, map[string]string{"RINGTRAIN_BATCH": "many"}, nil, "RINGTRAIN_BATCH"},

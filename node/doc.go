@@ -14,6 +14,13 @@
 //	err = b.Group.AllReduce(ctx, grads, collective.Avg)
 //	b, err = n.Boundary(ctx, node.Step{Done: 1})    // after each step
 //
+// State sync: with Config.Snapshot and Restore set, Boundary moves the
+// state of the most advanced member to those behind itself. With neither
+// (deferred mode, for the C ABI and bindings that hold the state outside
+// Go), Boundary only names the transfer (Boundary.Sync) and the loop runs
+// SendState on the source and RecvState on each target before the epoch's
+// first collective.
+//
 // ConfigFromMap reads a Config from strings named like the trainer's
 // flags, so the trainer, its RINGTRAIN_* environment and the C ABI share
 // names, parsing and validation.

@@ -33,17 +33,25 @@ type Boundary struct {
 	// transport.ErrEpoch: the endpoint refuses older epochs' messages.
 	Changed bool
 	// Step is the number of steps applied to the state the epoch
-	// continues from (after a Restore, the source's count).
+	// continues from (after a Restore, or for a target of a deferred
+	// sync, the source's count).
 	Step uint64
+	// Sync is the state transfer this epoch prescribes (zero when nobody
+	// syncs). With Snapshot and Restore set, Boundary has already run it;
+	// in deferred mode the caller runs SendState on Sync.Source and
+	// RecvState on each of Sync.Targets before the epoch's first
+	// collective.
+	Sync membership.SyncOrder
 	// Left: this node left the job (after Step.Leave or RequestLeave);
 	// Close it.
 	Left bool
 }
 
 // Node is one running member of a job: its QUIC endpoint, its gossip and
-// its part in epoch agreement. Boundary must not be called concurrently
-// with itself; the accessors, RequestLeave and Close are safe for
-// concurrent use.
+// its part in epoch agreement. Boundary, then SendState or RecvState, are
+// called by one training loop (Boundary is never concurrent with itself);
+// the accessors and RequestLeave are safe for concurrent use. Close ends
+// the node; call it after the loop returned (or cancel the loop's ctx).
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
@@ -159,7 +167,7 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 		if err != nil {
 			return Boundary{}, fmt.Errorf("node %s: boundary after step %d (epoch %d): %w", n.cfg.ID, s.Done, n.cur.Epoch, err)
 		}
-		b := Boundary{Epoch: out.Epoch.Number, Members: slices.Clone(out.Epoch.Members), Changed: out.Changed, Step: out.Step, Left: out.Left}
+		b := Boundary{Epoch: out.Epoch.Number, Members: slices.Clone(out.Epoch.Members), Changed: out.Changed, Step: out.Step, Left: out.Left, Sync: out.Sync}
 		if out.Left {
 			n.cur = b
 			return b, nil
@@ -181,7 +189,12 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 				return Boundary{}, err
 			}
 			n.log.Warn("cannot reach the new ring; forming the next epoch", "epoch", out.Epoch.Number, "err", err)
-			s = Step{Done: out.Step, Err: err, Leave: s.Leave, NoState: s.NoState && !out.Restored}
+			next := Step{Done: out.Step, Err: err, Leave: s.Leave, NoState: s.NoState && !out.Restored}
+			if n.deferred() && out.Sync.Has(n.cfg.ID) {
+				// The state was never received: still what we had.
+				next.Done = s.Done
+			}
+			s = next
 			continue
 		}
 		b.Group, b.Rank, b.Size, b.Changed = g, g.Rank(), g.Size(), true
@@ -189,6 +202,9 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 		return b, nil
 	}
 }
+
+// deferred reports whether the caller moves state (no Snapshot/Restore).
+func (n *Node) deferred() bool { return n.cfg.Snapshot == nil }
 
 // RequestLeave asks this node to leave the job: a node waiting for
 // admission stops waiting at once, a member announces its leave at its

@@ -24,8 +24,7 @@ func startNodes(ctx context.Context, t testing.TB, n int, mod func(i int, c *nod
 	var seeds []string
 	nodes := make([]*node.Node, n)
 	for i := range nodes {
-		c := node.Config{ID: fmt.Sprintf("n%d", i), Seeds: seeds, Secret: []byte("the node test cluster secret"), MinPeers: n, Logger: quiet(),
-			Snapshot: func() ([]byte, error) { return nil, nil }, Restore: func([]byte) error { return nil }}
+		c := node.Config{ID: fmt.Sprintf("n%d", i), Seeds: seeds, Secret: []byte("the node test cluster secret"), MinPeers: n, Logger: quiet()}
 		if mod != nil {
 			mod(i, &c)
 		}
@@ -60,8 +59,7 @@ func TestWrongSecretRefused(t *testing.T) {
 	// Start's ctx bounds its join retries.
 	jctx, jcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer jcancel()
-	b, err := node.Start(jctx, node.Config{ID: "mallory", Seeds: []string{a.GossipAddr()}, Secret: []byte("another cluster's secret"), Logger: quiet(),
-		Snapshot: func() ([]byte, error) { return nil, nil }, Restore: func([]byte) error { return nil }})
+	b, err := node.Start(jctx, node.Config{ID: "mallory", Seeds: []string{a.GossipAddr()}, Secret: []byte("another cluster's secret"), Logger: quiet()})
 	if err == nil {
 		b.Close()
 		t.Fatal("a node with another secret joined")
@@ -104,8 +102,7 @@ func TestFingerprintMismatchRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a := startNodes(ctx, t, 1, func(_ int, c *node.Config) { c.Fingerprint = "job-a" })[0]
-	b, err := node.Start(ctx, node.Config{ID: "other", Seeds: []string{a.GossipAddr()}, Secret: []byte("the node test cluster secret"), Fingerprint: "job-b", Logger: quiet(),
-		Snapshot: func() ([]byte, error) { return nil, nil }, Restore: func([]byte) error { return nil }})
+	b, err := node.Start(ctx, node.Config{ID: "other", Seeds: []string{a.GossipAddr()}, Secret: []byte("the node test cluster secret"), Fingerprint: "job-b", Logger: quiet()})
 	if err == nil {
 		b.Close()
 		t.Fatal("a node of another job joined")

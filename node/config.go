@@ -18,8 +18,8 @@ import (
 	"github.com/ringtrain/ringtrain/transport/quic"
 )
 
-// Config configures a Node. The zero value of every field but Secret is
-// usable: it starts a node on 127.0.0.1 that begins a new cluster.
+// Config configures a Node. The zero Config is usable: it starts a node on
+// 127.0.0.1 that begins a new cluster, with the well-known insecure secret.
 type Config struct {
 	// ID is this node's unique name: its gossip name, the name in its
 	// certificate, and its place in the ring (members are ordered by ID).
@@ -144,7 +144,7 @@ func Keys() []Key {
 			set: func(c *Config, v string) error { c.QUICListen = v; return checkHostPort(v) }},
 		{Name: "quic-advertise", Usage: "QUIC address other peers dial (default: derived like --advertise)",
 			set: func(c *Config, v string) error { c.QUICAdvertise = v; return checkHostPort(v) }},
-		{Name: "node-id", Usage: "unique node ID (default: hostname-pid-random)",
+		{Name: "node-id", Usage: "unique node ID (default: made from the host name and process ID)",
 			set: func(c *Config, v string) error { c.ID = v; return nil }},
 		{Name: "secret", Usage: "cluster secret: derives the gossip key and the TLS CA (prefer --secret-file or the environment)",
 			set: func(c *Config, v string) error { c.Secret = []byte(v); return checkSecret(c.Secret) }},
@@ -218,14 +218,18 @@ func (e *KeyError) Unwrap() error { return e.Err }
 // ConfigFromMap builds a Config from key/value strings named like the
 // trainer's flags (Keys lists them): the C ABI's JSON and the trainer's
 // flags and environment are read by this one function. An empty value
-// leaves its field at the default. secret-file is read here. Snapshot,
+// leaves its field at the default; values are trimmed of surrounding
+// space, except the secret. secret-file is read here. Snapshot,
 // Restore and Logger are left for the caller.
 func ConfigFromMap(kv map[string]string) (Config, error) {
 	keys := Keys()
 	var c Config
 	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(kv)) {
-		v := strings.TrimSpace(kv[k])
+		v := kv[k]
+		if k != "secret" { // a secret is taken as given, like the trainer's flag
+			v = strings.TrimSpace(v)
+		}
 		i := slices.IndexFunc(keys, func(x Key) bool { return x.Name == k })
 		if i < 0 {
 			errs = append(errs, &KeyError{Key: k, Value: v, Err: fmt.Errorf("%w (known: %s)", ErrUnknownKey, keyNames(keys))})
@@ -238,7 +242,7 @@ func ConfigFromMap(kv map[string]string) (Config, error) {
 			errs = append(errs, &KeyError{Key: k, Value: v, Err: err})
 		}
 	}
-	if strings.TrimSpace(kv["secret"]) != "" && strings.TrimSpace(kv["secret-file"]) != "" {
+	if kv["secret"] != "" && strings.TrimSpace(kv["secret-file"]) != "" {
 		errs = append(errs, &KeyError{Key: "secret-file", Value: kv["secret-file"], Err: errors.New("give the secret by secret or secret-file, not both")})
 	}
 	return c, errors.Join(errs...)

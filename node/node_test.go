@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/membership"
 	"github.com/ringtrain/ringtrain/node"
 )
@@ -109,5 +110,51 @@ func TestFingerprintMismatchRefused(t *testing.T) {
 	}
 	if !errors.Is(err, membership.ErrIncompatible) {
 		t.Fatalf("got %v, want ErrIncompatible", err)
+	}
+}
+
+// TestRequestLeave: a member that asks to leave gets Left at its next
+// boundary; the others continue in a new epoch without it, with a new
+// Group over the two of them.
+func TestRequestLeave(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nodes := startNodes(ctx, t, 3, nil)
+	type result struct {
+		b   node.Boundary
+		err error
+	}
+	first := onEach(nodes, func(_ int, n *node.Node) result {
+		b, err := n.Boundary(ctx, node.Step{})
+		if err == nil {
+			err = b.Group.AllReduce(ctx, make([]float32, 8), collective.Sum)
+		}
+		return result{b, err}
+	})
+	for i, r := range first {
+		if r.err != nil || r.b.Size != 3 || !r.b.Changed || r.b.Group == nil {
+			t.Fatalf("%s: first boundary %+v, %v", nodes[i].ID(), r.b, r.err)
+		}
+	}
+	nodes[2].RequestLeave()
+	second := onEach(nodes, func(i int, n *node.Node) result {
+		b, err := n.Boundary(ctx, node.Step{Done: 1})
+		if err == nil && !b.Left {
+			buf := []float32{float32(i + 1)}
+			if err = b.Group.AllReduce(ctx, buf, collective.Sum); err == nil && buf[0] != 3 {
+				err = fmt.Errorf("sum %v, want 3", buf[0])
+			}
+		}
+		return result{b, err}
+	})
+	for i, r := range second {
+		switch {
+		case r.err != nil:
+			t.Errorf("%s: %v", nodes[i].ID(), r.err)
+		case i == 2 && !r.b.Left:
+			t.Errorf("%s: asked to leave, got %+v", nodes[i].ID(), r.b)
+		case i < 2 && (r.b.Left || r.b.Size != 2 || !r.b.Changed || r.b.Epoch <= first[i].b.Epoch || r.b.Group == first[i].b.Group):
+			t.Errorf("%s: got %+v after epoch %d", nodes[i].ID(), r.b, first[i].b.Epoch)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // config is everything a node is told. Every flag has an environment twin,
@@ -40,6 +42,8 @@ type config struct {
 	EvalEvery   int
 	Seed        uint64
 	Chunk       int
+	WireDType   string
+	BucketBytes int
 
 	CheckpointDir   string
 	CheckpointEvery int
@@ -86,6 +90,8 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.EvalEvery, "eval-every", 0, "evaluate on the test set every N steps (0: at the end of each data epoch)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed for initialization and data order (identical on every peer)")
 	fs.IntVar(&c.Chunk, "chunk-bytes", 256<<10, "all-reduce pipelining chunk size in bytes")
+	fs.StringVar(&c.WireDType, "wire-dtype", "fp32", "gradient element type on the wire: fp32, bf16 or fp16 (reduced in float32 on every hop)")
+	fs.IntVar(&c.BucketBytes, "bucket-bytes", 0, "reduce gradients in buckets of about this many bytes, overlapped with backward (0: one all-reduce after backward)")
 
 	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "directory for checkpoints (safetensors); empty: no checkpoints")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 200, "write a checkpoint every N steps (and at the end)")
@@ -185,6 +191,12 @@ func (c *config) validate() error {
 	if c.Local < 0 || c.Local > 64 {
 		errs = append(errs, fmt.Errorf("--local %d: want 1..64", c.Local))
 	}
+	if _, err := collective.ParseDType(c.WireDType); err != nil {
+		errs = append(errs, fmt.Errorf("--wire-dtype: %w", err))
+	}
+	if c.BucketBytes < 0 {
+		errs = append(errs, fmt.Errorf("--bucket-bytes %d: must be 0 (unbucketed) or positive", c.BucketBytes))
+	}
 	if c.Resume && c.CheckpointDir == "" {
 		errs = append(errs, errors.New("--resume needs --checkpoint-dir"))
 	}
@@ -192,6 +204,12 @@ func (c *config) validate() error {
 		errs = append(errs, errors.New("give the secret by --secret or --secret-file, not both"))
 	}
 	return errors.Join(errs...)
+}
+
+// wire is the validated --wire-dtype.
+func (c *config) wire() collective.DType {
+	d, _ := collective.ParseDType(c.WireDType) // validate rejected bad names
+	return d
 }
 
 // secret returns the cluster secret, or nil when none was given.

@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -22,6 +24,13 @@ func TestParseConfig(t *testing.T) {
 		{"resume needs dir", []string{"--resume"}, nil, nil, "--checkpoint-dir"},
 		{"two secrets", []string{"--secret", "a", "--secret-file", "b"}, nil, nil, "not both"},
 		{"stray argument", []string{"train"}, nil, nil, "unexpected"},
+		{"wire and bucket defaults", nil, nil, func(c *config) bool { return c.wire() == collective.Float32 && c.BucketBytes == 0 }, ""},
+		{"wire and bucket flags", []string{"--wire-dtype", "bf16", "--bucket-bytes", "1048576"}, nil,
+			func(c *config) bool { return c.wire() == collective.BFloat16 && c.BucketBytes == 1<<20 }, ""},
+		{"wire and bucket env twins", nil, map[string]string{"RINGTRAIN_WIRE_DTYPE": "fp16", "RINGTRAIN_BUCKET_BYTES": "4096"},
+			func(c *config) bool { return c.wire() == collective.Float16 && c.BucketBytes == 4096 }, ""},
+		{"bad wire dtype", []string{"--wire-dtype", "int8"}, nil, nil, "--wire-dtype"},
+		{"negative bucket", []string{"--bucket-bytes", "-1"}, nil, nil, "--bucket-bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

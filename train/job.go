@@ -64,7 +64,7 @@ type JobStep struct {
 	Epoch       membership.Epoch
 	Peers       int
 	StepTime    time.Duration
-	CommTime    time.Duration // time inside the gradient all-reduce
+	CommTime    time.Duration // time waiting for the gradient reduction after backward
 	CommBytes   int           // size of the all-reduced buffer
 	GlobalBatch int
 	TotalSteps  uint64 // estimate of the step the job ends at, with the current peers
@@ -85,21 +85,6 @@ type JobResult struct {
 	Left        bool   // this node left before the end
 	FailedSteps int    // steps whose collective failed and were retried
 	Samples     int64  // global samples trained through while this node took part
-}
-
-// timedComm measures the gradient all-reduce inside a step.
-type timedComm struct {
-	*collective.Group
-	took  time.Duration
-	bytes int
-}
-
-func (c *timedComm) AllReduce(ctx context.Context, buf []float32, op collective.Op) error {
-	start := time.Now()
-	err := c.Group.AllReduce(ctx, buf, op)
-	c.took += time.Since(start)
-	c.bytes += 4 * len(buf)
-	return err
 }
 
 // RunJob trains across membership epochs: before every step the members
@@ -263,16 +248,15 @@ func (jc *JobConfig) totalSteps(peers int) uint64 {
 // for the boundary to handle.
 func (jc *JobConfig) step(ctx context.Context, g *collective.Group, ep membership.Epoch, res *JobResult, last *Eval) error {
 	t := jc.Trainer
-	tc := &timedComm{Group: g}
 	start := time.Now()
-	st, err := t.Step(ctx, tc)
+	st, err := t.Step(ctx, g)
 	if err != nil {
 		return err
 	}
 	took := time.Since(start)
 	res.Samples += int64(st.Share.Global)
 	if jc.OnStep != nil {
-		jc.OnStep(JobStep{StepStats: st, Epoch: ep, Peers: g.Size(), StepTime: took, CommTime: tc.took, CommBytes: tc.bytes,
+		jc.OnStep(JobStep{StepStats: st, Epoch: ep, Peers: g.Size(), StepTime: took, CommTime: st.CommWait, CommBytes: st.CommBytes,
 			GlobalBatch: g.Size() * t.cfg.BatchPerPeer, TotalSteps: jc.totalSteps(g.Size())})
 	}
 	if k := jc.DigestEvery; k > 0 && t.step%uint64(k) == 0 {

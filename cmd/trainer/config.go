@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/collective"
 	rtnode "github.com/ringtrain/ringtrain/node"
 )
 
@@ -34,6 +35,8 @@ type config struct {
 	Steps       int
 	EvalEvery   int
 	Seed        uint64
+	WireDType   string
+	BucketBytes int
 
 	CheckpointDir   string
 	CheckpointEvery int
@@ -117,6 +120,8 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.Steps, "steps", 0, "global steps to train (0: use --epochs)")
 	fs.IntVar(&c.EvalEvery, "eval-every", 0, "evaluate on the test set every N steps (0: at the end of each data epoch)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed for initialization and data order (identical on every peer)")
+	fs.StringVar(&c.WireDType, "wire-dtype", "fp32", "gradient element type on the wire: fp32, bf16 or fp16 (reduced in float32 on every hop)")
+	fs.IntVar(&c.BucketBytes, "bucket-bytes", 0, "reduce gradients in buckets of about this many bytes, overlapped with backward (0: one all-reduce after backward)")
 
 	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "directory for checkpoints (safetensors); empty: no checkpoints")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 200, "write a checkpoint every N steps (and at the end)")
@@ -242,8 +247,21 @@ func (c *config) validate() error {
 	if c.Local < 0 || c.Local > 64 {
 		errs = append(errs, fmt.Errorf("--local %d: want 1..64", c.Local))
 	}
+	if _, err := collective.ParseDType(c.WireDType); err != nil {
+		errs = append(errs, fmt.Errorf("--wire-dtype: %w", err))
+	}
+	if c.BucketBytes < 0 {
+		errs = append(errs, fmt.Errorf("--bucket-bytes %d: must be 0 (unbucketed) or positive", c.BucketBytes))
+	}
 	if c.Resume && c.CheckpointDir == "" {
 		errs = append(errs, errors.New("--resume needs --checkpoint-dir"))
 	}
 	return errors.Join(errs...)
 }
+
+// wire is the validated --wire-dtype.
+func (c *config) wire() collective.DType {
+	d, _ := collective.ParseDType(c.WireDType) // validate rejected bad names
+	return d
+}
+

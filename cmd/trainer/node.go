@@ -65,6 +65,8 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		Train:        trainSet,
 		BatchPerPeer: c.Batch,
 		Seed:         c.Seed,
+		Wire:         c.wire(),
+		BucketBytes:  c.BucketBytes,
 	})
 	if err != nil {
 		return err

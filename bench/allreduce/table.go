@@ -1,4 +1,4 @@
-package main
+package allreduce
 
 import (
 	"encoding/csv"
@@ -252,6 +252,22 @@ func parseSizes(spec string, factor int64) ([]int64, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no sizes in %q", spec)
+	}
+	return out, nil
+}
+
+// parseCounts parses a comma list of positive counts ("2,4,8").
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("bad count %q", f)
+		}
+		out = append(out, v)
 	}
 	return out, nil
 }

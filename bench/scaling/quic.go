@@ -1,18 +1,17 @@
-package main
+package scaling
 
 // The quic-shaped backend of bench scaling --emulate: every emulated GPU is a
-// separate peer process (the hidden "emuworker" subcommand, re-executed from
-// the bench binary like bench allreduce's workers) in its own network
-// namespace, joined to the others through tbf-shaped veth links, running the
-// real collective package over transport/quic. The namespaces, the process
-// start-up protocol (READY/GO/result/EXIT) and the QUIC endpoints are bench
-// allreduce's (allreduce_links.go, allreduce_proc.go, allreduce_quic.go).
+// separate peer process (bench/cluster's worker subcommand running the
+// "emulate" job, re-executed from the bench binary like bench allreduce's
+// peers) in its own network namespace, joined to the others through
+// tbf-shaped veth links, running the real collective package over
+// transport/quic. The namespaces, the process start-up protocol
+// (READY/GO/result/EXIT) and the QUIC endpoints are bench/cluster's.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -20,9 +19,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/sim"
 	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/transport"
 )
 
 // emuStepTimeout bounds one emulated step of a peer process (the collective's
@@ -30,15 +31,17 @@ import (
 // 2-core machine can stall a peer for seconds.
 const emuStepTimeout = time.Minute
 
-// emuWorkerSpec is everything one emulating peer process needs.
+// JobName is the worker job of the quic-shaped emulation (cluster.RunWorker).
+const JobName = "emulate"
+
+// emuWorkerSpec is what one emulating peer process needs besides the
+// cluster's part of its spec.
 type emuWorkerSpec struct {
-	Rank    int               `json:"rank"`
-	Members []string          `json:"members"` // ring order
-	Addrs   map[string]string `json:"addrs"`   // member -> host:port
-	Secret  string            `json:"secret"`  // the run's cluster secret (hex)
-	Chunk   int               `json:"chunk"`   // ring chunk, bytes
-	Floats  int               `json:"floats"`  // gradient buffer length
-	Buckets []emuBucket       `json:"buckets"` // all-reduces in launch order
+	Rank    int         `json:"rank"`
+	Members []string    `json:"members"` // ring order
+	Chunk   int         `json:"chunk"`   // ring chunk, bytes
+	Floats  int         `json:"floats"`  // gradient buffer length
+	Buckets []emuBucket `json:"buckets"` // all-reduces in launch order
 	// Forward, Backward and Optimizer are the profile's compute times.
 	Forward   time.Duration `json:"forward"`
 	Backward  time.Duration `json:"backward"`
@@ -67,7 +70,7 @@ type emuRun struct {
 // quicEmulator runs configurations as peer processes over QUIC on one set of
 // shaped namespaces, reused by every configuration of a run.
 type quicEmulator struct {
-	cl       *cluster
+	cl       *cluster.Cluster
 	exe      string
 	linkBits float64 // the shaped (scaled-down) rate, bits per second
 }
@@ -94,7 +97,7 @@ func newQUICEmulator(ctx context.Context, linkBits, scale float64, maxN int) (*q
 	if err != nil {
 		return nil, err
 	}
-	cl, err := newClusterOpts(ctx, netns.Config{Peers: max(maxN, 2), Rate: rate, NoBurst: true})
+	cl, err := cluster.NewWithConfig(ctx, netns.Config{Peers: max(maxN, 2), Rate: rate, NoBurst: true})
 	if errors.Is(err, netns.ErrNotRoot) {
 		return nil, fmt.Errorf("--emu-backend quic-shaped: %w; without root, --emu-backend mem emulates in one process", err)
 	}
@@ -119,13 +122,13 @@ func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error)
 	addrs := map[string]string{}
 	for i := range members {
 		members[i] = fmt.Sprintf("g%d", i)
-		a, err := q.cl.addr(i, 0)
+		a, err := q.cl.Addr(i, 0)
 		if err != nil {
 			return emuRun{}, err
 		}
 		addrs[members[i]] = a
 	}
-	sec, err := newSecret()
+	sec, err := cluster.NewSecret()
 	if err != nil {
 		return emuRun{}, err
 	}
@@ -133,8 +136,11 @@ func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error)
 	cmds := make([]*exec.Cmd, c.n)
 	results := make([]emuWorkerResult, c.n)
 	out := make([]any, c.n)
+	// A bound on each peer process, so that a lost driver never leaves one
+	// behind.
+	timeout := cluster.ReadyTimeout + time.Duration(c.steps+2)*emuStepTimeout
 	for r := range c.n {
-		spec := emuWorkerSpec{Rank: r, Members: members, Addrs: addrs, Secret: sec, Chunk: c.chunkBytes,
+		spec := emuWorkerSpec{Rank: r, Members: members, Chunk: c.chunkBytes,
 			Floats: floats, Buckets: buckets, Forward: ms(tl.ForwardMs), Backward: ms(tl.BackwardMs),
 			Optimizer: ms(tl.OptimizerMs), Steps: c.steps}
 		b, err := json.Marshal(spec)
@@ -142,10 +148,14 @@ func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error)
 			return emuRun{}, err
 		}
 		names[r] = fmt.Sprintf("emulated %s %s n=%d rank %d", c.prof.Model, c.mode, c.n, r)
-		cmds[r] = q.cl.command(ctx, r, q.exe, "emuworker", "--spec", string(b))
+		cmds[r], err = q.cl.WorkerCmd(ctx, r, q.exe, cluster.Spec{Job: JobName, ID: members[r], Addrs: addrs,
+			Secret: sec, Timeout: timeout, Args: b})
+		if err != nil {
+			return emuRun{}, err
+		}
 		out[r] = &results[r]
 	}
-	if err := runProcs(ctx, names, cmds, out); err != nil {
+	if err := cluster.RunProcs(ctx, names, cmds, out); err != nil {
 		return emuRun{}, fmt.Errorf("emulate %s %s n=%d over quic-shaped links: %w", c.prof.Model, c.mode, c.n, err)
 	}
 	return summarizeQUIC(c, q.linkBits, floats, results)
@@ -184,47 +194,25 @@ func summarizeQUIC(c emuConfig, linkBits float64, floats int, results []emuWorke
 	return run, nil
 }
 
-// runEmuWorker is the hidden "emuworker" subcommand: one emulated GPU. It
-// joins the ring over QUIC, then runs warm-up and timed steps (emuStep: the
-// profile's compute as waits, the gradient buckets all-reduced as they become
-// ready), checks every step's average exactly, and reports its step times.
-func runEmuWorker(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("emuworker", flag.ContinueOnError)
-	specJSON := fs.String("spec", "", "worker spec (JSON)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+// Job is one emulated GPU in its own peer process: it joins the ring over
+// the process's QUIC endpoint, then runs warm-up and timed steps (emuStep:
+// the profile's compute as waits, the gradient buckets all-reduced as they
+// become ready), checks every step's average exactly, and returns its step
+// times (emuWorkerResult).
+func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, error) {
 	var spec emuWorkerSpec
-	if err := json.Unmarshal([]byte(*specJSON), &spec); err != nil {
-		return fmt.Errorf("emuworker: spec: %w", err)
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("emulate job: %w", err)
 	}
 	if spec.Rank < 0 || spec.Rank >= len(spec.Members) || spec.Steps < 1 || spec.Floats < 1 {
-		return fmt.Errorf("emuworker: rank %d of %d, %d steps, %d floats", spec.Rank, len(spec.Members), spec.Steps, spec.Floats)
-	}
-	id := spec.Members[spec.Rank]
-	// A bound on the whole run, so that a lost driver never leaves a
-	// worker behind.
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout+time.Duration(spec.Steps+2)*emuStepTimeout)
-	defer cancel()
-	ep, err := newQUICEndpoint(ctx, id, spec.Addrs, spec.Secret)
-	if err != nil {
-		return fmt.Errorf("emuworker %s: %w", id, err)
-	}
-	defer ep.Close()
-	ctx, drv, err := workerHandshake(ctx)
-	if err != nil {
-		return fmt.Errorf("emuworker %s: %w", id, err)
+		return nil, fmt.Errorf("emulate job: rank %d of %d, %d steps, %d floats", spec.Rank, len(spec.Members), spec.Steps, spec.Floats)
 	}
 	g, err := collective.New(ctx, collective.Config{Endpoint: ep, Members: spec.Members, Epoch: 1,
 		ChunkBytes: spec.Chunk, Timeout: emuStepTimeout})
 	if err != nil {
-		return fmt.Errorf("emuworker %s: %w", id, err)
+		return nil, err
 	}
-	res, err := emuSteps(ctx, g, spec, selfCPU)
-	if err != nil {
-		return fmt.Errorf("emuworker %s: %w", id, err)
-	}
-	return drv.finish(ctx, res)
+	return emuSteps(ctx, g, spec, cluster.SelfCPU)
 }
 
 // emuSteps runs spec's warm-up and timed steps on g. Each step's input is
@@ -255,6 +243,14 @@ func emuSteps(ctx context.Context, g *collective.Group, spec emuWorkerSpec, cpu 
 	}
 	res.CPUS = cpu() - c0
 	return res, nil
+}
+
+// fillInput sets the input of rank: element i is rank+1 + i%5 (as bench
+// allreduce fills its buffers), so the average over n ranks is exact.
+func fillInput(buf []float32, rank int) {
+	for i := range buf {
+		buf[i] = float32(rank + 1 + i%5)
+	}
 }
 
 // checkAvg verifies an all-reduced (Avg) buffer of n ranks' fillInput: the

@@ -1,4 +1,4 @@
-package main
+package cluster
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"github.com/ringtrain/ringtrain/transport/quic"
 )
 
-// newSecret makes the throwaway cluster secret one benchmark run shares with
+// NewSecret makes the throwaway cluster secret one benchmark run shares with
 // its peer processes (hex, for the worker spec).
-func newSecret() (string, error) {
+func NewSecret() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -21,10 +21,10 @@ func newSecret() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// newQUICEndpoint makes this worker's transport/quic endpoint, listening on
+// NewQUICEndpoint makes this worker's transport/quic endpoint, listening on
 // addrs[id] and knowing every other node's address, with mutual TLS from the
 // run's cluster secret.
-func newQUICEndpoint(ctx context.Context, id string, addrs map[string]string, secretHex string) (transport.Endpoint, error) {
+func NewQUICEndpoint(ctx context.Context, id string, addrs map[string]string, secretHex string) (transport.Endpoint, error) {
 	raw, err := hex.DecodeString(secretHex)
 	if err != nil {
 		return nil, fmt.Errorf("cluster secret: %w", err)

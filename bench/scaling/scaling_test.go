@@ -1,4 +1,4 @@
-package main
+package scaling
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"github.com/ringtrain/ringtrain/bench/sim"
 )
 
-const testProfile = "calibration/h200_torch2.11.json"
+const testProfile = "../calibration/h200_torch2.11.json"
 
 func TestParseScalingRejects(t *testing.T) {
 	for _, tc := range []struct {

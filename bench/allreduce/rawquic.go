@@ -1,4 +1,4 @@
-package main
+package allreduce
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/ringtrain/ringtrain/bench/cluster"
 )
 
 // The raw quic-go reference: one stream over one connection between two
@@ -43,10 +45,13 @@ func rawQUICConfig() *quic.Config {
 	}
 }
 
-// runRawQUIC is the hidden "rawquic" subcommand, one side of the reference
+// RawQUICCommand is the hidden subcommand of one side of the reference.
+const RawQUICCommand = "rawquic"
+
+// RunRawQUIC is the hidden "rawquic" subcommand, one side of the reference
 // transfer.
-func runRawQUIC(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("rawquic", flag.ContinueOnError)
+func RunRawQUIC(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet(RawQUICCommand, flag.ContinueOnError)
 	role := fs.String("role", "", "recv or send")
 	addr := fs.String("addr", "", "receiver's UDP address")
 	dur := fs.Duration("duration", 3*time.Second, "sender: how long to send")
@@ -74,7 +79,7 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 		return fmt.Errorf("rawquic: listen %s: %w", addr, err)
 	}
 	defer ln.Close()
-	ctx, drv, err := workerHandshake(ctx)
+	ctx, drv, err := cluster.Handshake(ctx)
 	if err != nil {
 		return err
 	}
@@ -93,7 +98,7 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("rawquic: read from %s: %w", conn.RemoteAddr(), err)
 	}
-	t0, cpu0 := time.Now(), selfCPU()
+	t0, cpu0 := time.Now(), cluster.SelfCPU()
 	total := int64(n)
 	for {
 		n, err := st.Read(buf)
@@ -105,7 +110,7 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 			return fmt.Errorf("rawquic: read from %s: %w", conn.RemoteAddr(), err)
 		}
 	}
-	res := rawQUICResult{Bytes: total, Seconds: time.Since(t0).Seconds(), CPU: selfCPU() - cpu0}
+	res := rawQUICResult{Bytes: total, Seconds: time.Since(t0).Seconds(), CPU: cluster.SelfCPU() - cpu0}
 	// Acknowledge the end so the sender does not close before we are done.
 	if _, err := st.Write([]byte{1}); err != nil {
 		return fmt.Errorf("rawquic: ack to %s: %w", conn.RemoteAddr(), err)
@@ -118,11 +123,11 @@ func rawQUICRecv(ctx context.Context, addr string) error {
 	case <-time.After(5 * time.Second):
 	case <-ctx.Done():
 	}
-	return drv.finish(ctx, res)
+	return drv.Finish(ctx, res)
 }
 
 func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
-	ctx, drv, err := workerHandshake(ctx)
+	ctx, drv, err := cluster.Handshake(ctx)
 	if err != nil {
 		return err
 	}
@@ -137,7 +142,7 @@ func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
 		return fmt.Errorf("rawquic: open stream to %s: %w", addr, err)
 	}
 	buf := make([]byte, 256<<10)
-	t0, cpu0 := time.Now(), selfCPU()
+	t0, cpu0 := time.Now(), cluster.SelfCPU()
 	var total int64
 	for time.Since(t0) < dur {
 		n, err := st.Write(buf)
@@ -152,7 +157,7 @@ func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
 	if _, err := io.ReadFull(st, make([]byte, 1)); err != nil {
 		return fmt.Errorf("rawquic: ack from %s: %w", addr, err)
 	}
-	return drv.finish(ctx, rawQUICResult{Bytes: total, Seconds: time.Since(t0).Seconds(), CPU: selfCPU() - cpu0})
+	return drv.Finish(ctx, rawQUICResult{Bytes: total, Seconds: time.Since(t0).Seconds(), CPU: cluster.SelfCPU() - cpu0})
 }
 
 // rawQUICRef runs the reference transfer from sender to receiver (the two
@@ -161,7 +166,7 @@ func rawQUICSend(ctx context.Context, addr string, dur time.Duration) error {
 // both ends together.
 func rawQUICRef(ctx context.Context, recv, send *exec.Cmd) (bytes int64, goodput, cpuPerGiB float64, err error) {
 	var r, s rawQUICResult
-	if err := runProcs(ctx, []string{"rawquic receiver", "rawquic sender"}, []*exec.Cmd{recv, send}, []any{&r, &s}); err != nil {
+	if err := cluster.RunProcs(ctx, []string{"rawquic receiver", "rawquic sender"}, []*exec.Cmd{recv, send}, []any{&r, &s}); err != nil {
 		return 0, 0, 0, err
 	}
 	if r.Seconds <= 0 || r.Bytes == 0 {

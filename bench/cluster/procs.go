@@ -1,4 +1,4 @@
-package main
+package cluster
 
 import (
 	"bufio"
@@ -25,18 +25,18 @@ import (
 // Peers that need no such linger (MPI, gloo) just exit after their result.
 // Logs go to stderr.
 const (
-	// readyTimeout bounds a peer's start-up: process start, namespace
+	// ReadyTimeout bounds a peer's start-up: process start, namespace
 	// entry, and for MPI the start of its daemons.
-	readyTimeout = 30 * time.Second
+	ReadyTimeout = 30 * time.Second
 
 	readyLine = "READY"
 	goLine    = "GO"
 	exitLine  = "EXIT"
 )
 
-// errNotReady marks a run that failed before every peer was ready: nothing
+// ErrNotReady marks a run that failed before every peer was ready: nothing
 // was measured, so the run may be retried.
-var errNotReady = errors.New("peers did not start")
+var ErrNotReady = errors.New("peers did not start")
 
 // proc is one started peer process.
 type proc struct {
@@ -130,10 +130,10 @@ func (p *proc) stop() {
 	}
 }
 
-// runProcs starts the commands, waits until all are READY, tells them GO,
+// RunProcs starts the commands, waits until all are READY, tells them GO,
 // and decodes each one's final JSON line into results[i]. All processes are
 // stopped and reaped before it returns.
-func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []any) error {
+func RunProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []any) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	procs := make([]*proc, 0, len(cmds))
@@ -149,18 +149,18 @@ func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []a
 		}
 		procs = append(procs, p)
 	}
-	readyCtx, cancelReady := context.WithTimeout(ctx, readyTimeout)
+	readyCtx, cancelReady := context.WithTimeout(ctx, ReadyTimeout)
 	defer cancelReady()
 	for _, p := range procs {
 		l, ok, err := p.next(readyCtx)
 		if err != nil {
-			return fmt.Errorf("%w: %w", errNotReady, err)
+			return fmt.Errorf("%w: %w", ErrNotReady, err)
 		}
 		if !ok {
-			return fmt.Errorf("%w: %w", errNotReady, p.exited())
+			return fmt.Errorf("%w: %w", ErrNotReady, p.exited())
 		}
 		if l != readyLine {
-			return fmt.Errorf("%w: %s: want %s, got %q", errNotReady, p.name, readyLine, l)
+			return fmt.Errorf("%w: %s: want %s, got %q", ErrNotReady, p.name, readyLine, l)
 		}
 	}
 	for _, p := range procs {
@@ -217,17 +217,18 @@ func runProcs(ctx context.Context, names []string, cmds []*exec.Cmd, results []a
 	return nil
 }
 
-// driverLink is the worker side of the protocol.
-type driverLink struct {
+// Driver is the worker side of the protocol: the link to the driver that
+// started this process.
+type Driver struct {
 	lines chan string // stdin lines; closed at EOF
 }
 
-// workerHandshake announces READY and waits for GO. The returned context is
+// Handshake announces READY and waits for GO. The returned context is
 // cancelled when the driver goes away (stdin ends), so a worker never
 // outlives a driver that was killed.
-func workerHandshake(ctx context.Context) (context.Context, *driverLink, error) {
+func Handshake(ctx context.Context) (context.Context, *Driver, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	d := &driverLink{lines: make(chan string, 2)}
+	d := &Driver{lines: make(chan string, 2)}
 	go func() {
 		defer cancel()
 		defer close(d.lines)
@@ -248,10 +249,10 @@ func workerHandshake(ctx context.Context) (context.Context, *driverLink, error) 
 	}
 }
 
-// finish writes the worker's result line and waits until the driver lets
+// Finish writes the worker's result line and waits until the driver lets
 // it exit (EXIT, end of stdin, or the worker's deadline: the result is out
 // either way).
-func (d *driverLink) finish(ctx context.Context, result any) error {
+func (d *Driver) Finish(ctx context.Context, result any) error {
 	b, err := json.Marshal(result)
 	if err != nil {
 		return err
@@ -271,10 +272,12 @@ func (d *driverLink) finish(ctx context.Context, result any) error {
 	}
 }
 
-// selfCPU is this process's user+system CPU time in seconds.
-func selfCPU() float64 { return rusageCPU(syscall.RUSAGE_SELF) }
+// SelfCPU is this process's user+system CPU time in seconds.
+func SelfCPU() float64 { return RusageCPU(syscall.RUSAGE_SELF) }
 
-func rusageCPU(who int) float64 {
+// RusageCPU is the user+system CPU time in seconds of who
+// (syscall.RUSAGE_SELF or RUSAGE_CHILDREN).
+func RusageCPU(who int) float64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(who, &ru); err != nil {
 		return 0

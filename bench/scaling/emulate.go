@@ -1,4 +1,4 @@
-package main
+package scaling
 
 // Scaled emulation of training steps on real ringtrain rings.
 //
@@ -14,7 +14,7 @@ package main
 // Backends: "mem" runs all peers in this process over transport/mem with
 // rate-limited links (no transport CPU cost: it measures the ring protocol and
 // the executor); "quic-shaped" runs each peer as a separate process over QUIC
-// through tbf-shaped namespaces (scaling_quic.go). Both produce the same
+// through tbf-shaped namespaces (quic.go). Both produce the same
 // sim.Emulated records, which --validate and the table below consume.
 
 import (

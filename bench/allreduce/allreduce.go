@@ -1,4 +1,15 @@
-package main
+// Package allreduce is "bench allreduce": ringtrain's ring all-reduce
+// against the link limit (one raw quic-go stream on the same links), the
+// TensorFlow 0.8 parameter-server design, OpenMPI and gloo, in one run on
+// the same links (bench/cluster: loopback or tbf-shaped namespaces), or all
+// ringtrain peers in one process over rate-limited transport/mem links.
+//
+// Invariants: every system follows the same schedule (warm-up and timed
+// rounds per size, each a barrier then one in-place float32 sum) and checks
+// every result exactly; a round's time is its slowest rank's; the CPU figure
+// is every peer's own getrusage over the timed rounds; whatever was measured
+// before a failure is still reported.
+package allreduce
 
 import (
 	"context"
@@ -11,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/peers"
 )
@@ -61,7 +73,7 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 		return nil, err
 	}
 	var err error
-	if f.ns, err = parseInts(*nList); err != nil {
+	if f.ns, err = parseCounts(*nList); err != nil {
 		return nil, err
 	}
 	if f.sizes, err = parseSizes(*sizes, *factor); err != nil {
@@ -107,8 +119,8 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	return f, nil
 }
 
-// runAllReduce is "bench allreduce".
-func runAllReduce(ctx context.Context, args []string) error {
+// Run is "bench allreduce".
+func Run(ctx context.Context, args []string) error {
 	f, err := parseAllReduceFlags(args)
 	if err != nil {
 		return err
@@ -216,7 +228,7 @@ func allReduceMem(ctx context.Context, f *allReduceFlags, spec measureSpec) ([]R
 			if f.profileDir != "" {
 				prof = filepath.Join(f.profileDir, fmt.Sprintf("cpu-mem-%s-n%d.pprof", sys, n))
 			}
-			stop, err := startProfile(prof)
+			stop, err := cluster.StartProfile(prof)
 			if err != nil {
 				return rows, err
 			}
@@ -249,7 +261,7 @@ func allReduceProcs(ctx context.Context, f *allReduceFlags, spec measureSpec) (r
 	}
 	// Slots: workers 0..maxN-1, then the parameter servers; at least two
 	// for the reference transfer.
-	cl, err := newCluster(ctx, f.links, max(maxN+f.servers, 2))
+	cl, err := cluster.New(ctx, f.links, max(maxN+f.servers, 2))
 	if err != nil {
 		return nil, err
 	}
@@ -334,13 +346,13 @@ func allReduceProcs(ctx context.Context, f *allReduceFlags, spec measureSpec) (r
 }
 
 // measureRef runs the raw quic-go reference from slot 0 to slot 1.
-func measureRef(ctx context.Context, cl *cluster, exe string, f *allReduceFlags) (Row, error) {
-	addr, err := cl.addr(1, 1)
+func measureRef(ctx context.Context, cl *cluster.Cluster, exe string, f *allReduceFlags) (Row, error) {
+	addr, err := cl.Addr(1, 1)
 	if err != nil {
 		return Row{}, err
 	}
-	recv := cl.command(ctx, 1, exe, "rawquic", "--role", "recv", "--addr", addr)
-	send := cl.command(ctx, 0, exe, "rawquic", "--role", "send", "--addr", addr, "--duration", f.refDuration.String())
+	recv := cl.Command(ctx, 1, exe, RawQUICCommand, "--role", "recv", "--addr", addr)
+	send := cl.Command(ctx, 0, exe, RawQUICCommand, "--role", "send", "--addr", addr, "--duration", f.refDuration.String())
 	bytes, goodput, cpuPerGiB, err := rawQUICRef(ctx, recv, send)
 	if err != nil {
 		return Row{}, err
@@ -353,19 +365,19 @@ func measureRef(ctx context.Context, cl *cluster, exe string, f *allReduceFlags)
 }
 
 // runPeer runs one of the compared libraries with n ranks on slots 0..n-1.
-func runPeer(ctx context.Context, cl *cluster, pr *peers.Runner, n int, spec measureSpec) ([]measureResult, []float64, error) {
+func runPeer(ctx context.Context, cl *cluster.Cluster, pr *peers.Runner, n int, spec measureSpec) ([]measureResult, []float64, error) {
 	// The libraries have no deadline of their own: bound the whole run.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(len(spec.Sizes)*(spec.Warmup+spec.Iters))*spec.OpTimeout)
 	defer cancel()
 	var hosts []string
 	var nsNames []string
 	for i := 0; i < n; i++ {
-		hosts = append(hosts, cl.host(i))
-		if cl.top != nil {
-			nsNames = append(nsNames, cl.top.Peers[i].NS)
+		hosts = append(hosts, cl.Host(i))
+		if cl.Shaped() {
+			nsNames = append(nsNames, cl.Namespace(i))
 		}
 	}
-	port, err := cl.addr(0, 2)
+	port, err := cl.Addr(0, 2)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -373,7 +385,7 @@ func runPeer(ctx context.Context, cl *cluster, pr *peers.Runner, n int, spec mea
 	// OpenMPI's daemons occasionally fail to start across namespaces
 	// (mpirun then waits forever in MPI_Init): start-up failures, where
 	// nothing was measured yet, are retried.
-	for try := 1; try < 3 && errors.Is(err, errNotReady) && ctx.Err() == nil; try++ {
+	for try := 1; try < 3 && errors.Is(err, cluster.ErrNotReady) && ctx.Err() == nil; try++ {
 		fmt.Printf("# %s n=%d: start-up failed, retrying: %v\n", pr.Name, n, firstLine(err))
 		results, err = startPeerRun(ctx, cl, pr, hosts, nsNames, port)
 	}
@@ -394,8 +406,8 @@ func runPeer(ctx context.Context, cl *cluster, pr *peers.Runner, n int, spec mea
 
 // startPeerRun launches one run of a compared library and collects its
 // ranks' results.
-func startPeerRun(ctx context.Context, cl *cluster, pr *peers.Runner, hosts, nsNames []string, rendezvous string) ([]measureResult, error) {
-	launches, err := pr.Launch(peers.Placement{Hosts: hosts, Namespaces: nsNames, Iface: cl.iface(), RendezvousAddr: rendezvous})
+func startPeerRun(ctx context.Context, cl *cluster.Cluster, pr *peers.Runner, hosts, nsNames []string, rendezvous string) ([]measureResult, error) {
+	launches, err := pr.Launch(peers.Placement{Hosts: hosts, Namespaces: nsNames, Iface: cl.Iface(), RendezvousAddr: rendezvous})
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +419,7 @@ func startPeerRun(ctx context.Context, cl *cluster, pr *peers.Runner, hosts, nsN
 		names[i] = fmt.Sprintf("%s rank %d", pr.Name, i)
 		out[i] = &results[i]
 	}
-	if err := runProcs(ctx, names, cmds, out); err != nil {
+	if err := cluster.RunProcs(ctx, names, cmds, out); err != nil {
 		return nil, err
 	}
 	return results, nil

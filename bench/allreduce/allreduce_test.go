@@ -1,4 +1,4 @@
-package main
+package allreduce
 
 import (
 	"context"
@@ -7,10 +7,10 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/peers"
 )
@@ -23,11 +23,20 @@ func TestMain(m *testing.M) {
 	name, args := os.Getenv(subcommandEnv), os.Args[1:]
 	// The driver under test starts peers as "<its executable> worker …":
 	// here that is the test binary.
-	if len(os.Args) > 1 && (os.Args[1] == "worker" || os.Args[1] == "rawquic" || os.Args[1] == "emuworker") {
+	if len(os.Args) > 1 && (os.Args[1] == cluster.WorkerCommand || os.Args[1] == RawQUICCommand) {
 		name, args = os.Args[1], os.Args[2:]
 	}
 	if name != "" {
-		if err := commands()[name](context.Background(), args); err != nil {
+		var err error
+		switch name {
+		case cluster.WorkerCommand:
+			err = cluster.RunWorker(context.Background(), args, map[string]cluster.Job{JobName: Job})
+		case RawQUICCommand:
+			err = RunRawQUIC(context.Background(), args)
+		default:
+			err = errors.New("unknown subcommand " + name)
+		}
+		if err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
@@ -108,11 +117,11 @@ func TestCheckSumDetectsWrongResult(t *testing.T) {
 func TestRawQUICReference(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := newCluster(ctx, "loopback", 2)
+	cl, err := cluster.New(ctx, "loopback", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := cl.addr(1, 1)
+	addr, err := cl.Addr(1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,25 +136,6 @@ func TestRawQUICReference(t *testing.T) {
 	}
 }
 
-// TestRunProcsReportsFailure: a peer that dies before READY fails the run
-// with its stderr, and nothing is left running.
-func TestRunProcsReportsFailure(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	bad := subcommand(ctx, t, "rawquic", "--role", "bogus")
-	var r rawQUICResult
-	err := runProcs(ctx, []string{"bad peer"}, []*exec.Cmd{bad}, []any{&r})
-	if err == nil || !strings.Contains(err.Error(), "--role must be recv or send") {
-		t.Fatalf("err = %v, want the peer's own message", err)
-	}
-	if !errors.Is(err, errNotReady) {
-		t.Fatalf("err = %v, want errNotReady (a failed start is retryable)", err)
-	}
-	if bad.ProcessState == nil {
-		t.Fatal("process not reaped")
-	}
-}
-
 // TestPeersLoopback runs OpenMPI and gloo with two ranks on loopback when
 // they are installed: their programs check every result exactly.
 func TestPeersLoopback(t *testing.T) {
@@ -153,7 +143,7 @@ func TestPeersLoopback(t *testing.T) {
 	defer cancel()
 	spec := measureSpec{Sizes: []int64{4096, 1 << 20}, Warmup: 1, Iters: 2, OpTimeout: 20 * time.Second}
 	cfg := peers.Config{Dir: t.TempDir(), Sizes: spec.Sizes, Warmup: spec.Warmup, Iters: spec.Iters, OpTimeout: spec.OpTimeout}
-	cl, err := newCluster(ctx, "loopback", 2)
+	cl, err := cluster.New(ctx, "loopback", 2)
 	if err != nil {
 		t.Fatal(err)
 	}

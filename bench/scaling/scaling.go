@@ -1,6 +1,5 @@
-package main
-
-// bench scaling: scaling curves of data-parallel training from 8 to 100 GPUs.
+// Package scaling is "bench scaling": scaling curves of data-parallel
+// training from 8 to 100 GPUs.
 //
 //	--simulate          run the simulator (bench/sim) over the grid of models,
 //	                    GPU counts, link rates and transport cores; write CSV,
@@ -10,11 +9,17 @@ package main
 //	                    bench scaling --emulate will write them) and print the
 //	                    simulator's prediction next to each measurement.
 //
-//	--emulate           scaled emulation on real rings (scaling_emulate.go):
+//	--emulate           scaled emulation on real rings (emulate.go):
 //	                    in one process over transport/mem, or with
 //	                    --emu-backend quic-shaped as peer processes over QUIC
-//	                    on shaped links (scaling_quic.go); writes the
+//	                    on shaped links (quic.go); writes the
 //	                    []sim.Emulated records that --validate reads.
+//
+// Invariants: the simulator (bench/sim) and the emulation are fed the same
+// profile timeline and the same bucket plan; every emulated step's average
+// is checked exactly; efficiency is always against the same configuration
+// with one GPU (simulated) or one peer (emulated).
+package scaling
 
 import (
 	"context"
@@ -147,7 +152,8 @@ func parseScaling(args []string) (scalingOpts, error) {
 	return o, nil
 }
 
-func runScaling(ctx context.Context, args []string) error {
+// Run is "bench scaling".
+func Run(ctx context.Context, args []string) error {
 	o, err := parseScaling(args)
 	if err != nil {
 		return err

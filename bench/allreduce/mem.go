@@ -1,4 +1,4 @@
-package main
+package allreduce
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/transport"
 	"github.com/ringtrain/ringtrain/transport/mem"
 )
@@ -61,7 +62,7 @@ func runMemJob(ctx context.Context, roles []roleSpec, rate float64, spec measure
 			// reading of the process CPU time covers all of them.
 			var cpu func() float64
 			if i == 0 {
-				cpu = selfCPU
+				cpu = cluster.SelfCPU
 			}
 			if results[i], err = measure(ctx, p, spec, cpu); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", r.id(), err)

@@ -1,4 +1,4 @@
-package main
+package scaling
 
 import (
 	"context"
@@ -10,10 +10,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/profile"
 	"github.com/ringtrain/ringtrain/bench/sim"
 )
+
+// TestMain runs the test binary as the worker subcommand when the emulation
+// under test starts it as a peer process ("<its executable> worker …").
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == cluster.WorkerCommand {
+		if err := cluster.RunWorker(context.Background(), os.Args[2:], map[string]cluster.Job{JobName: Job}); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 func TestEmuRate(t *testing.T) {
 	for _, tc := range []struct {

@@ -25,6 +25,7 @@ import (
 	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/peers"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // allReduceFlags are the options of "bench allreduce".
@@ -46,6 +47,53 @@ type allReduceFlags struct {
 	plots       bool
 	profileDir  string
 	from        string
+	wires       []collective.DType
+	bucketBytes int
+}
+
+// job is one of the systems this package runs itself: ringtrain with one
+// wire dtype, or the parameter server.
+type job struct {
+	system string
+	wire   collective.DType
+}
+
+// name is how rows and errors name the job: "ringtrain", "ringtrain-bf16".
+func (j job) name() string {
+	if j.system == "ringtrain" && j.wire != collective.Float32 {
+		return j.system + "-" + j.wire.String()
+	}
+	return j.system
+}
+
+// jobs lists, in order, ringtrain once per --wire-dtype and the parameter
+// server, as --systems asks.
+func (f *allReduceFlags) jobs() []job {
+	var out []job
+	if f.systems["ringtrain"] {
+		for _, w := range f.wires {
+			out = append(out, job{"ringtrain", w})
+		}
+	}
+	if f.systems["ps"] {
+		out = append(out, job{system: "ps"})
+	}
+	return out
+}
+
+// roles are a job's participants with n workers.
+func (f *allReduceFlags) roles(j job, n int) []roleSpec {
+	chunk := f.chunk
+	if j.system == "ps" {
+		chunk = f.psChunk
+	}
+	roles := jobRoles(j.system, n, f.servers, chunk)
+	for i := range roles {
+		if j.system == "ringtrain" {
+			roles[i].Wire, roles[i].BucketBytes = j.wire.String(), f.bucketBytes
+		}
+	}
+	return roles
 }
 
 func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
@@ -69,6 +117,8 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	fs.BoolVar(&f.plots, "plots", true, "with --csv: also write PNG plots next to it")
 	fs.StringVar(&f.from, "from", "", "measure nothing: read the rows of an earlier --json file and print/write them again")
 	fs.StringVar(&f.profileDir, "cpuprofile", "", "write CPU profiles of the ringtrain and ps peers into this directory")
+	wires := fs.String("wire-dtype", "fp32", "ringtrain's wire dtypes, comma list of fp32, bf16, fp16 (collective Config.Wire): ringtrain runs once per dtype; busbw counts float32 bytes")
+	bucket := fs.String("bucket-bytes", "0", "ringtrain: 0 reduces the buffer with one AllReduce; B > 0 cuts it into B-byte segments reduced through collective.Bucketer with B-byte buckets (the trainer's bucketed path)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -88,6 +138,18 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 		return nil, err
 	}
 	f.chunk, f.psChunk = int(c/4*4), int(pc/4*4)
+	bb, err := parseSize(*bucket)
+	if err != nil && *bucket != "0" {
+		return nil, fmt.Errorf("--bucket-bytes: %w", err)
+	}
+	f.bucketBytes = int(bb / 4 * 4)
+	for _, w := range strings.Split(*wires, ",") {
+		d, err := collective.ParseDType(w)
+		if err != nil {
+			return nil, fmt.Errorf("--wire-dtype: %w", err)
+		}
+		f.wires = append(f.wires, d)
+	}
 	f.systems = map[string]bool{}
 	for _, s := range strings.Split(*systems, ",") {
 		switch s = strings.TrimSpace(s); s {
@@ -181,7 +243,8 @@ func rateBytes(links string) float64 {
 }
 
 // rowsFrom turns the workers' results of one job into rows, one per size.
-func rowsFrom(system, transport string, f *allReduceFlags, n int, spec measureSpec, workers []measureResult, cpu []float64) []Row {
+func rowsFrom(j job, transport string, f *allReduceFlags, n int, spec measureSpec, workers []measureResult, cpu []float64) []Row {
+	system := j.system
 	var rows []Row
 	for s, size := range spec.Sizes {
 		perRank := make([][]float64, len(workers))
@@ -195,8 +258,14 @@ func rowsFrom(system, transport string, f *allReduceFlags, n int, spec measureSp
 			c = cpu[s]
 		}
 		r := newRow(system, transport, f.links, n, size, slowest(perRank), c)
-		if system == "ps" {
+		switch system {
+		case "ps":
 			r.Servers = f.servers
+		case "ringtrain":
+			r.BucketBytes = f.bucketBytes
+			if j.wire != collective.Float32 {
+				r.Wire = j.wire.String()
+			}
 		}
 		rows = append(rows, r)
 	}
@@ -216,28 +285,21 @@ func allReduceMem(ctx context.Context, f *allReduceFlags, spec measureSpec) ([]R
 		fmt.Println("# ps over mem: mem.Link limits each pair's link, so a server's n links carry n× the rate a tbf-shaped node link would; use --transport quic --links RATE for the n-scaling of the parameter server")
 	}
 	for _, n := range f.ns {
-		for _, sys := range []string{"ringtrain", "ps"} {
-			if !f.systems[sys] {
-				continue
-			}
-			chunk := f.chunk
-			if sys == "ps" {
-				chunk = f.psChunk
-			}
+		for _, j := range f.jobs() {
 			var prof string
 			if f.profileDir != "" {
-				prof = filepath.Join(f.profileDir, fmt.Sprintf("cpu-mem-%s-n%d.pprof", sys, n))
+				prof = filepath.Join(f.profileDir, fmt.Sprintf("cpu-mem-%s-n%d.pprof", j.name(), n))
 			}
 			stop, err := cluster.StartProfile(prof)
 			if err != nil {
 				return rows, err
 			}
-			workers, cpu, err := runMemJob(ctx, jobRoles(sys, n, f.servers, chunk), rate, spec)
+			workers, cpu, err := runMemJob(ctx, f.roles(j, n), rate, spec)
 			stop()
 			if err != nil {
-				return rows, fmt.Errorf("%s n=%d over mem: %w", sys, n, err)
+				return rows, fmt.Errorf("%s n=%d over mem: %w", j.name(), n, err)
 			}
-			for _, r := range rowsFrom(sys, "mem", f, n, spec, workers, cpu) {
+			for _, r := range rowsFrom(j, "mem", f, n, spec, workers, cpu) {
 				if rate > 0 {
 					r.RefPct = 100 * r.BusBW / rate // against the nominal link rate
 				}
@@ -311,19 +373,12 @@ func allReduceProcs(ctx context.Context, f *allReduceFlags, spec measureSpec) (r
 		for i := 0; i < f.servers; i++ {
 			slots = append(slots, maxN+i)
 		}
-		for _, sys := range []string{"ringtrain", "ps"} {
-			if !f.systems[sys] {
-				continue
-			}
-			chunk := f.chunk
-			if sys == "ps" {
-				chunk = f.psChunk
-			}
-			workers, cpu, err := runProcJob(ctx, cl, exe, jobRoles(sys, n, f.servers, chunk), slots, spec, f.profileDir)
+		for _, j := range f.jobs() {
+			workers, cpu, err := runProcJob(ctx, cl, exe, f.roles(j, n), slots, spec, f.profileDir)
 			if err != nil {
-				return rows, fmt.Errorf("%s n=%d: %w", sys, n, err)
+				return rows, fmt.Errorf("%s n=%d: %w", j.name(), n, err)
 			}
-			rows = append(rows, withRef(rowsFrom(sys, "quic", f, n, spec, workers, cpu))...)
+			rows = append(rows, withRef(rowsFrom(j, "quic", f, n, spec, workers, cpu))...)
 		}
 		for _, pr := range []*peers.Runner{mpi, gloo} {
 			if pr == nil {
@@ -339,7 +394,7 @@ func allReduceProcs(ctx context.Context, f *allReduceFlags, spec measureSpec) (r
 				fmt.Printf("# %s n=%d: failed: %v\n", pr.Name, n, err)
 				continue
 			}
-			rows = append(rows, withRef(rowsFrom(pr.Name, "tcp", f, n, spec, workers, cpu))...)
+			rows = append(rows, withRef(rowsFrom(job{system: pr.Name}, "tcp", f, n, spec, workers, cpu))...)
 		}
 	}
 	return rows, nil

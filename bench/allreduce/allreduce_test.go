@@ -13,6 +13,7 @@ import (
 	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/peers"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // subcommandEnv makes the test binary run one bench subcommand instead of
@@ -65,12 +66,17 @@ func TestMemJobsExact(t *testing.T) {
 		chunk   int
 		rate    float64
 		workers int
+		wire    string // ringtrain's wire dtype
+		bucket  int    // ringtrain's bucket bytes
 	}{
-		{"ring n=1", "ringtrain", 1, 0, 0, 0, 1},
-		{"ring n=3", "ringtrain", 3, 0, 4096, 0, 3},
-		{"ring n=5 rate-limited", "ringtrain", 5, 0, 16384, 64 << 20, 5},
-		{"ps n=4 P=2", "ps", 4, 2, 8192, 0, 4},
-		{"ps n=3 P=1 rate-limited", "ps", 3, 1, 0, 64 << 20, 3},
+		{"ring n=1", "ringtrain", 1, 0, 0, 0, 1, "", 0},
+		{"ring n=3", "ringtrain", 3, 0, 4096, 0, 3, "", 0},
+		{"ring n=5 rate-limited", "ringtrain", 5, 0, 16384, 64 << 20, 5, "", 0},
+		{"ring n=4 bf16", "ringtrain", 4, 0, 4096, 0, 4, "bf16", 0},
+		{"ring n=3 fp16 bucketed", "ringtrain", 3, 0, 4096, 0, 3, "fp16", 8192},
+		{"ring n=4 bucketed", "ringtrain", 4, 0, 2048, 0, 4, "fp32", 12 << 10},
+		{"ps n=4 P=2", "ps", 4, 2, 8192, 0, 4, "", 0},
+		{"ps n=3 P=1 rate-limited", "ps", 3, 1, 0, 64 << 20, 3, "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -78,7 +84,11 @@ func TestMemJobsExact(t *testing.T) {
 			defer cancel()
 			// measure checks every result exactly (checkSum) and fails
 			// the job otherwise.
-			workers, cpu, err := runMemJob(ctx, jobRoles(c.system, c.n, c.p, c.chunk), c.rate, spec)
+			roles := jobRoles(c.system, c.n, c.p, c.chunk)
+			for i := range roles {
+				roles[i].Wire, roles[i].BucketBytes = c.wire, c.bucket
+			}
+			workers, cpu, err := runMemJob(ctx, roles, c.rate, spec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,12 +113,30 @@ func TestCheckSumDetectsWrongResult(t *testing.T) {
 			buf[i] += in[i]
 		}
 	}
-	if err := checkSum(buf, 3); err != nil {
+	if err := checkSum(buf, 3, collective.Float32); err != nil {
 		t.Fatal(err)
 	}
-	buf[7]++
-	if err := checkSum(buf, 3); err == nil {
-		t.Fatal("a wrong element passed the check")
+	// Over a 16-bit wire an error within the bound passes and one beyond
+	// it fails; over fp32 any error fails.
+	gamma, tau := collective.BFloat16.ErrorBound(3)
+	want := float64(buf[7])
+	for _, tc := range []struct {
+		name string
+		wire collective.DType
+		err  float64
+		ok   bool
+	}{
+		{"fp32 off by one ulp", collective.Float32, want * 0x1p-23, false},
+		{"bf16 within the bound", collective.BFloat16, 0.5 * (gamma*want + tau), true},
+		{"bf16 beyond the bound", collective.BFloat16, 2 * (gamma*want + tau), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := slices.Clone(buf)
+			b[7] = float32(want + tc.err)
+			if err := checkSum(b, 3, tc.wire); (err == nil) != tc.ok {
+				t.Fatalf("checkSum = %v, want ok %v", err, tc.ok)
+			}
+		})
 	}
 }
 
@@ -139,7 +167,9 @@ func TestRawQUICReference(t *testing.T) {
 // TestPeersLoopback runs OpenMPI and gloo with two ranks on loopback when
 // they are installed: their programs check every result exactly.
 func TestPeersLoopback(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Room for runPeer's retries: importing torch alone can take most of
+	// cluster.ReadyTimeout on a loaded 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	spec := measureSpec{Sizes: []int64{4096, 1 << 20}, Warmup: 1, Iters: 2, OpTimeout: 20 * time.Second}
 	cfg := peers.Config{Dir: t.TempDir(), Sizes: spec.Sizes, Warmup: spec.Warmup, Iters: spec.Iters, OpTimeout: spec.OpTimeout}

@@ -2,7 +2,9 @@ package allreduce
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ringtrain/ringtrain/bench/ps"
@@ -30,11 +32,19 @@ func fillInput(buf []float32, rank int) {
 	}
 }
 
-// checkSum verifies an all-reduced (Sum) buffer of n ranks' fillInput.
-func checkSum(buf []float32, n int) error {
+// checkSum verifies an all-reduced (Sum) buffer of n ranks' fillInput:
+// exactly over a float32 wire, and within the wire dtype's error bound
+// (collective.DType.ErrorBound: the inputs are positive, so Σ|x| is the
+// sum) over a 16-bit one.
+func checkSum(buf []float32, n int, wire collective.DType) error {
+	gamma, tau := 0.0, 0.0
+	if wire != collective.Float32 {
+		gamma, tau = wire.ErrorBound(n)
+	}
 	for i, got := range buf {
-		if want := float32(n*(n+1)/2 + n*(i%5)); got != want {
-			return fmt.Errorf("element %d = %v after all-reduce over %d peers, want %v", i, got, n, want)
+		want := float64(n*(n+1)/2 + n*(i%5))
+		if d := math.Abs(float64(got) - want); d > gamma*want+tau || (wire == collective.Float32 && got != float32(want)) {
+			return fmt.Errorf("element %d = %v after all-reduce over %d peers (%v wire), want %v", i, got, n, wire, want)
 		}
 	}
 	return nil
@@ -94,22 +104,62 @@ func measure(ctx context.Context, p participant, spec measureSpec, cpu func() fl
 	return res, nil
 }
 
-// ringPeer is one ringtrain rank.
+// ringPeer is one ringtrain rank. With bucketBytes > 0 its buffer is cut
+// into segments of that size, reduced through a collective.Bucketer (built
+// once per buffer size, as the trainer builds one for its arena): a round
+// marks every segment ready in order and waits; otherwise one AllReduce of
+// the buffer on the group's wire dtype.
 type ringPeer struct {
-	g    *collective.Group
-	rank int
-	buf  []float32
+	g           *collective.Group
+	rank        int
+	wire        collective.DType
+	bucketBytes int
+	buf         []float32
+	b           *collective.Bucketer
+	segs        int
+	err         error // from building the Bucketer, reported by reduce
 }
 
 func (p *ringPeer) prepare(count int) {
-	p.buf = resize(p.buf, count)
+	if p.buf == nil || len(p.buf) != count {
+		p.buf = make([]float32, count)
+		p.b, p.err = nil, nil
+		if p.bucketBytes > 0 {
+			p.b, p.segs, p.err = newBucketer(p.buf, p.bucketBytes, p.wire)
+		}
+	}
 	fillInput(p.buf, p.rank)
 }
+
+// newBucketer cuts buf into segments of bucketBytes and plans buckets of
+// the same size over them.
+func newBucketer(buf []float32, bucketBytes int, wire collective.DType) (*collective.Bucketer, int, error) {
+	per := max(bucketBytes/4, 1)
+	var segs []collective.Segment
+	for off := 0; off < len(buf); off += per {
+		segs = append(segs, collective.Segment{Off: off, Len: min(per, len(buf)-off)})
+	}
+	b, err := collective.NewBucketer(buf, segs, collective.BucketConfig{BucketBytes: bucketBytes, Op: collective.Sum, Wire: wire})
+	return b, len(segs), err
+}
+
 func (p *ringPeer) barrier(ctx context.Context) error { return p.g.Barrier(ctx) }
 func (p *ringPeer) reduce(ctx context.Context) error {
-	return p.g.AllReduce(ctx, p.buf, collective.Sum)
+	if p.err != nil {
+		return p.err
+	}
+	if p.b == nil {
+		return p.g.AllReduce(ctx, p.buf, collective.Sum)
+	}
+	r := p.b.Start(ctx, p.g)
+	for i := range p.segs {
+		if err := r.Ready(i); err != nil {
+			return errors.Join(err, r.Wait(ctx))
+		}
+	}
+	return r.Wait(ctx)
 }
-func (p *ringPeer) check() error { return checkSum(p.buf, p.g.Size()) }
+func (p *ringPeer) check() error { return checkSum(p.buf, p.g.Size(), p.wire) }
 
 // psWorker is one parameter-server worker.
 type psWorker struct {
@@ -124,7 +174,7 @@ func (p *psWorker) prepare(count int) {
 }
 func (p *psWorker) barrier(ctx context.Context) error { return p.w.Barrier(ctx) }
 func (p *psWorker) reduce(ctx context.Context) error  { return p.w.AllReduce(ctx, p.buf) }
-func (p *psWorker) check() error                      { return checkSum(p.buf, p.n) }
+func (p *psWorker) check() error                      { return checkSum(p.buf, p.n, collective.Float32) }
 
 // psServer is one parameter server.
 type psServer struct {
@@ -152,17 +202,36 @@ type roleSpec struct {
 	Workers []string `json:"workers"`
 	Servers []string `json:"servers,omitempty"`
 	Chunk   int      `json:"chunk"` // message/chunk bytes
+	// Wire and BucketBytes are ringtrain's wire dtype ("fp32" if empty)
+	// and bucket size (0: one AllReduce).
+	Wire        string `json:"wire,omitempty"`
+	BucketBytes int    `json:"bucket_bytes,omitempty"`
+}
+
+// name is the role's system as rows name it ("ringtrain-bf16").
+func (r roleSpec) name() string {
+	if r.Wire != "" && r.Wire != collective.Float32.String() {
+		return r.System + "-" + r.Wire
+	}
+	return r.System
 }
 
 // newParticipant joins the job described by r through ep.
 func newParticipant(ctx context.Context, ep transport.Endpoint, r roleSpec, opTimeout time.Duration) (participant, error) {
 	switch {
 	case r.System == "ringtrain":
-		g, err := collective.New(ctx, collective.Config{Endpoint: ep, Members: r.Workers, Epoch: 1, ChunkBytes: r.Chunk, Timeout: opTimeout})
+		wire := collective.Float32
+		if r.Wire != "" {
+			var err error
+			if wire, err = collective.ParseDType(r.Wire); err != nil {
+				return nil, err
+			}
+		}
+		g, err := collective.New(ctx, collective.Config{Endpoint: ep, Members: r.Workers, Epoch: 1, ChunkBytes: r.Chunk, Timeout: opTimeout, Wire: wire})
 		if err != nil {
 			return nil, err
 		}
-		return &ringPeer{g: g, rank: r.Index}, nil
+		return &ringPeer{g: g, rank: r.Index, wire: wire, bucketBytes: r.BucketBytes}, nil
 	case r.System == "ps" && r.Server:
 		s, err := ps.NewServer(ctx, ep, ps.Config{Workers: r.Workers, Servers: r.Servers, Epoch: 1, ChunkBytes: r.Chunk}, r.Index)
 		if err != nil {

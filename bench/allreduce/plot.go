@@ -38,7 +38,7 @@ func plotBusBW(path string, rows []Row) error {
 		if r.System == "rawquic" || r.Bytes == 0 {
 			continue
 		}
-		name := fmt.Sprintf("%s n=%d", r.System, r.N)
+		name := fmt.Sprintf("%s n=%d", r.Label(), r.N)
 		if _, ok := series[name]; !ok {
 			names = append(names, name)
 		}
@@ -115,10 +115,10 @@ func plotTimeVsN(path string, rows []Row) error {
 		if r.System == "rawquic" || r.Bytes != largest {
 			continue
 		}
-		if _, ok := series[r.System]; !ok {
-			names = append(names, r.System)
+		if _, ok := series[r.Label()]; !ok {
+			names = append(names, r.Label())
 		}
-		series[r.System] = append(series[r.System], plotter.XY{X: float64(r.N), Y: r.Median})
+		series[r.Label()] = append(series[r.Label()], plotter.XY{X: float64(r.N), Y: r.Median})
 	}
 	var vs []any
 	for _, n := range names {

@@ -36,6 +36,34 @@ type Row struct {
 	// RefPct is busbw as a percentage of the raw quic-go goodput measured
 	// on the same links in the same run (0 when there is none).
 	RefPct float64 `json:"ref_pct,omitempty"`
+	// Wire is ringtrain's wire dtype when not fp32 (busbw still counts the
+	// float32 bytes S); BucketBytes its bucket size when bucketed.
+	Wire        string `json:"wire,omitempty"`
+	BucketBytes int    `json:"bucket_bytes,omitempty"`
+}
+
+// Label is the system as the table names it: ringtrain with a 16-bit wire
+// is "ringtrain-bf16", bucketed "ringtrain/b4MiB".
+func (r Row) Label() string {
+	l := r.System
+	if r.Wire != "" {
+		l += "-" + r.Wire
+	}
+	if r.BucketBytes > 0 {
+		l += "/b" + sizeName(int64(r.BucketBytes))
+	}
+	return l
+}
+
+// sizeName writes a byte count the way --sizes reads it (4MiB, 256KiB).
+func sizeName(b int64) string {
+	switch {
+	case b >= 1<<20 && b%(1<<20) == 0:
+		return strconv.FormatInt(b>>20, 10) + "MiB"
+	case b >= 1<<10 && b%(1<<10) == 0:
+		return strconv.FormatInt(b>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(b, 10)
 }
 
 // busFactor is nccl-tests' all-reduce bus-bandwidth factor 2(n−1)/n.
@@ -97,8 +125,12 @@ func slowest(perRank [][]float64) []float64 {
 
 // writeTable prints rows in the style of nccl-tests.
 func writeTable(w io.Writer, rows []Row) {
-	fmt.Fprintf(w, "#%9s %5s %8s %3s %3s %12s %11s %10s %10s %10s %9s %9s %9s %6s\n",
-		"system", "trans", "links", "n", "P", "size(B)", "count", "time(ms)", "algbw(MB/s)", "busbw(MB/s)", "min(ms)", "max(ms)", "cpu-s/GiB", "%ref")
+	width := 10
+	for _, r := range rows {
+		width = max(width, len(r.Label()))
+	}
+	fmt.Fprintf(w, "#%*s %5s %8s %3s %3s %12s %11s %10s %10s %10s %9s %9s %9s %6s\n",
+		width-1, "system", "trans", "links", "n", "P", "size(B)", "count", "time(ms)", "algbw(MB/s)", "busbw(MB/s)", "min(ms)", "max(ms)", "cpu-s/GiB", "%ref")
 	for _, r := range rows {
 		p, ref := "-", "-"
 		if r.Servers > 0 {
@@ -107,8 +139,8 @@ func writeTable(w io.Writer, rows []Row) {
 		if r.RefPct > 0 {
 			ref = fmt.Sprintf("%.1f", r.RefPct)
 		}
-		fmt.Fprintf(w, "%10s %5s %8s %3d %3s %12d %11d %10.2f %10.3f %11.3f %9.2f %9.2f %9.2f %6s\n",
-			r.System, r.Transport, r.Links, r.N, p, r.Bytes, r.Count, r.Median*1e3, r.AlgBW/1e6, r.BusBW/1e6,
+		fmt.Fprintf(w, "%*s %5s %8s %3d %3s %12d %11d %10.2f %10.3f %11.3f %9.2f %9.2f %9.2f %6s\n",
+			width, r.Label(), r.Transport, r.Links, r.N, p, r.Bytes, r.Count, r.Median*1e3, r.AlgBW/1e6, r.BusBW/1e6,
 			r.Min*1e3, r.Max*1e3, r.CPUPerGiB, ref)
 	}
 }
@@ -122,20 +154,26 @@ func writeRatios(w io.Writer, rows []Row) {
 		n     int
 		bytes int64
 	}
+	// ringtrain's own reference is its fp32, unbucketed row.
 	ring := map[key]Row{}
 	for _, r := range rows {
-		if r.System == "ringtrain" {
+		if r.Label() == "ringtrain" {
 			ring[key{r.Links, r.N, r.Bytes}] = r
 		}
 	}
 	var lines []string
 	for _, r := range rows {
 		rr, ok := ring[key{r.Links, r.N, r.Bytes}]
-		if !ok || r.System == "ringtrain" || r.System == "rawquic" || r.BusBW == 0 {
+		if !ok || r.Label() == "ringtrain" || r.System == "rawquic" || r.BusBW == 0 {
 			continue
 		}
 		// At equal n and size, the busbw ratio is also the inverse time
 		// ratio.
+		if r.System == "ringtrain" {
+			lines = append(lines, fmt.Sprintf("# %-8s n=%-3d %10d B: %s vs ringtrain busbw %.3f",
+				r.Links, r.N, r.Bytes, r.Label(), r.BusBW/rr.BusBW))
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("# %-8s n=%-3d %10d B: ringtrain/%s busbw %.3f",
 			r.Links, r.N, r.Bytes, r.System, rr.BusBW/r.BusBW))
 	}
@@ -147,18 +185,18 @@ func writeRatios(w io.Writer, rows []Row) {
 	}
 	base := map[skey]Row{}
 	for _, r := range rows {
-		k := skey{r.System, r.Links, r.Bytes}
+		k := skey{r.Label(), r.Links, r.Bytes}
 		if b, ok := base[k]; r.System != "rawquic" && (!ok || r.N < b.N) {
 			base[k] = r
 		}
 	}
 	for _, r := range rows {
-		b, ok := base[skey{r.System, r.Links, r.Bytes}]
+		b, ok := base[skey{r.Label(), r.Links, r.Bytes}]
 		if !ok || b.N == r.N || b.BusBW == 0 || b.Median == 0 {
 			continue
 		}
 		lines = append(lines, fmt.Sprintf("# %-8s %10d B: %s n=%d vs n=%d: busbw %.3f, time %.3f",
-			r.Links, r.Bytes, r.System, r.N, b.N, r.BusBW/b.BusBW, r.Median/b.Median))
+			r.Links, r.Bytes, r.Label(), r.N, b.N, r.BusBW/b.BusBW, r.Median/b.Median))
 	}
 	if len(lines) > 0 {
 		fmt.Fprintln(w, "# ratios")
@@ -174,12 +212,12 @@ func writeCSV(path string, rows []Row) error {
 	}
 	cw := csv.NewWriter(f)
 	_ = cw.Write([]string{"system", "transport", "links", "n", "servers", "bytes", "count", "iters",
-		"median_s", "min_s", "max_s", "algbw_Bps", "busbw_Bps", "cpu_s_per_gib", "ref_pct"})
+		"median_s", "min_s", "max_s", "algbw_Bps", "busbw_Bps", "cpu_s_per_gib", "ref_pct", "wire", "bucket_bytes"})
 	g := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
 	for _, r := range rows {
 		_ = cw.Write([]string{r.System, r.Transport, r.Links, strconv.Itoa(r.N), strconv.Itoa(r.Servers),
 			strconv.FormatInt(r.Bytes, 10), strconv.FormatInt(r.Count, 10), strconv.Itoa(len(r.Times)),
-			g(r.Median), g(r.Min), g(r.Max), g(r.AlgBW), g(r.BusBW), g(r.CPUPerGiB), g(r.RefPct)})
+			g(r.Median), g(r.Min), g(r.Max), g(r.AlgBW), g(r.BusBW), g(r.CPUPerGiB), g(r.RefPct), r.Wire, strconv.Itoa(r.BucketBytes)})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {

@@ -91,7 +91,9 @@ func TestTableAndRatios(t *testing.T) {
 		newRow("ringtrain", "quic", "40mbit", 2, 1<<20, []float64{1}, 0),
 		newRow("ringtrain", "quic", "40mbit", 4, 1<<20, []float64{1.5}, 0),
 		newRow("gloo", "tcp", "40mbit", 4, 1<<20, []float64{3}, 0),
+		newRow("ringtrain", "quic", "40mbit", 4, 1<<20, []float64{0.75}, 0),
 	}
+	rows[3].Wire, rows[3].BucketBytes = "bf16", 4<<20
 	var b bytes.Buffer
 	writeTable(&b, rows)
 	writeRatios(&b, rows)
@@ -100,6 +102,9 @@ func TestTableAndRatios(t *testing.T) {
 		"ringtrain/gloo busbw 2.000",
 		// n=4 vs n=2: busbw (1.5/1.5)/(1/1) = 1, time 1.5.
 		"ringtrain n=4 vs n=2: busbw 1.000, time 1.500",
+		// The bf16 row is labelled and compared with ringtrain's fp32 row.
+		"ringtrain-bf16/b4MiB  quic",
+		"ringtrain-bf16/b4MiB vs ringtrain busbw 2.000",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

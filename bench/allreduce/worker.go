@@ -66,13 +66,13 @@ func runProcJob(ctx context.Context, cl *cluster.Cluster, exe string, roles []ro
 		}
 		ws := cluster.Spec{Job: JobName, ID: r.id(), Addrs: addrs, Secret: sec, Timeout: total, Args: args}
 		if profileDir != "" {
-			ws.Profile = filepath.Join(profileDir, fmt.Sprintf("cpu-%s-n%d-%s.pprof", r.System, len(r.Workers), r.id()))
+			ws.Profile = filepath.Join(profileDir, fmt.Sprintf("cpu-%s-n%d-%s.pprof", r.name(), len(r.Workers), r.id()))
 		}
 		cmd, err := cl.WorkerCmd(ctx, slots[i], exe, ws)
 		if err != nil {
 			return nil, nil, err
 		}
-		names = append(names, fmt.Sprintf("%s %s", r.System, r.id()))
+		names = append(names, fmt.Sprintf("%s %s", r.name(), r.id()))
 		cmds = append(cmds, cmd)
 		out = append(out, &results[i])
 	}

@@ -47,39 +47,106 @@ const minMessage = 5 * time.Millisecond
 
 // emuConfig is one emulated configuration.
 type emuConfig struct {
-	prof       profile.Profile
-	n          int
-	linkBits   float64 // the full-size link rate being emulated
-	scale      float64
-	chunkBytes int // scaled
-	mode       string
-	bucketMB   float64 // full-size bucket
-	steps      int     // timed steps (after one warm-up step)
+	prof        profile.Profile
+	n           int
+	linkBits    float64 // the full-size link rate being emulated
+	scale       float64
+	chunkBytes  int // scaled
+	mode        string
+	bucketBytes float64 // full-size bucket (of the float32 arena), as the trainer's --bucket-bytes
+	wire        collective.DType
+	steps       int // timed steps (after one warm-up step)
 }
 
-// emuBucket is a range of the flat gradient buffer and when it is ready.
-// Its fields are exported because the QUIC backend sends the plan to its
-// peer processes as JSON.
-type emuBucket struct {
+// emuSegment is one gradient's range of the flat arena and when backward
+// makes it ready (sim.Segments of the scaled timeline).
+type emuSegment struct {
 	Off   int           `json:"off"`
 	Len   int           `json:"len"`
 	Ready time.Duration `json:"ready"` // from the start of backward
 }
 
-// plan returns the buckets of the scaled buffer and its length in floats.
-func (c emuConfig) plan() ([]emuBucket, int) {
-	st := sim.Step{Design: sim.DesignRing, BytesPerParam: 4 / c.scale}
-	if c.mode == "bucketed" {
-		st.Overlap, st.BucketBytes = true, c.bucketMB*1e6/c.scale
+// emuPlan is what one emulated GPU computes and reduces in a step. Its
+// fields are exported because the QUIC backend sends it to its peer
+// processes as JSON.
+type emuPlan struct {
+	Floats   int          `json:"floats"`   // gradient arena length
+	Segments []emuSegment `json:"segments"` // in ready order
+	// Bucketed: a collective.Bucketer over Segments with BucketBytes (of
+	// the scaled arena) reduces the step, as the trainer does; otherwise
+	// one all-reduce of the whole arena after backward.
+	Bucketed    bool   `json:"bucketed"`
+	BucketBytes int    `json:"bucket_bytes"`
+	Wire        string `json:"wire"`
+	// Forward, Backward and Optimizer are the profile's compute times.
+	Forward   time.Duration `json:"forward"`
+	Backward  time.Duration `json:"backward"`
+	Optimizer time.Duration `json:"optimizer"`
+}
+
+// scaledBucketBytes is the bucket size of the scaled arena.
+func (c emuConfig) scaledBucketBytes() int {
+	return max(int(math.Round(c.bucketBytes/c.scale)), 1)
+}
+
+// plan is c's step: the scaled timeline's segments (the same the simulator
+// plans buckets over, sim.Segments) and the compute times.
+func (c emuConfig) plan() emuPlan {
+	tl := c.prof.Timeline()
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	p := emuPlan{Bucketed: c.mode == "bucketed", Wire: c.wire.String(),
+		Forward: ms(tl.ForwardMs), Backward: ms(tl.BackwardMs), Optimizer: ms(tl.OptimizerMs)}
+	if p.Bucketed {
+		p.BucketBytes = c.scaledBucketBytes()
 	}
-	var out []emuBucket
-	off := 0
-	for _, b := range st.Buckets(c.prof.Timeline()) {
-		l := max(int(math.Round(b.Bytes/4)), 1)
-		out = append(out, emuBucket{Off: off, Len: l, Ready: time.Duration(b.ReadyMs * float64(time.Millisecond))})
-		off += l
+	for _, sg := range sim.Segments(tl, c.scale) {
+		p.Segments = append(p.Segments, emuSegment{Off: sg.Off, Len: sg.Len, Ready: ms(sg.ReadyMs)})
+		p.Floats = sg.Off + sg.Len
 	}
-	return out, off
+	return p
+}
+
+// record is the sim.Emulated record of c, measured at images/s on links
+// of linkBits (already scaled down).
+func (c emuConfig) record(backend string, linkBits, imagesPerSec float64) sim.Emulated {
+	e := sim.Emulated{Backend: backend, Model: c.prof.Model, N: c.n, LinkBitsPerSec: linkBits, Scale: c.scale,
+		ChunkBytes: float64(c.chunkBytes), Overlap: c.mode == "bucketed", MeasuredImagesPerSec: imagesPerSec}
+	if e.Overlap {
+		e.BucketBytes = float64(c.scaledBucketBytes())
+	}
+	if c.wire != collective.Float32 {
+		e.Wire = c.wire.String()
+	}
+	return e
+}
+
+// emuPeer is one emulated GPU across its steps: its gradient arena and, in
+// bucketed mode, the Bucketer built once for the run, as the trainer builds
+// it.
+type emuPeer struct {
+	g     *collective.Group
+	plan  emuPlan
+	wire  collective.DType
+	arena []float32
+	b     *collective.Bucketer
+}
+
+func newEmuPeer(g *collective.Group, p emuPlan) (*emuPeer, error) {
+	wire, err := collective.ParseDType(p.Wire)
+	if err != nil {
+		return nil, err
+	}
+	e := &emuPeer{g: g, plan: p, wire: wire, arena: make([]float32, p.Floats)}
+	if p.Bucketed {
+		segs := make([]collective.Segment, len(p.Segments))
+		for i, s := range p.Segments {
+			segs[i] = collective.Segment{Off: s.Off, Len: s.Len}
+		}
+		if e.b, err = collective.NewBucketer(e.arena, segs, collective.BucketConfig{BucketBytes: p.BucketBytes, Op: collective.Avg, Wire: wire}); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 // emulateMem runs c on an in-process ring and returns the measurement: the
@@ -87,7 +154,7 @@ func (c emuConfig) plan() ([]emuBucket, int) {
 func emulateMem(ctx context.Context, c emuConfig) (sim.Emulated, error) {
 	ctx, cancel := context.WithTimeout(ctx, emuTimeout)
 	defer cancel()
-	buckets, floats := c.plan()
+	plan := c.plan()
 	rate := c.linkBits / 8 / c.scale // bytes per second per direction
 	netw := mem.NewNetwork()
 	ids := make([]string, c.n)
@@ -108,12 +175,16 @@ func emulateMem(ctx context.Context, c emuConfig) (sim.Emulated, error) {
 			netw.SetLink(ids[i], ids[j], mem.Link{Rate: rate})
 		}
 	}
-	groups := make([]*collective.Group, c.n)
+	peers := make([]*emuPeer, c.n)
 	errs := make([]error, c.n)
 	var wg sync.WaitGroup
 	for r := range c.n {
 		wg.Go(func() {
-			groups[r], errs[r] = collective.New(ctx, collective.Config{Endpoint: eps[r], Members: ids, ChunkBytes: c.chunkBytes})
+			g, err := collective.New(ctx, collective.Config{Endpoint: eps[r], Members: ids, ChunkBytes: c.chunkBytes})
+			if err == nil {
+				peers[r], err = newEmuPeer(g, plan)
+			}
+			errs[r] = err
 		})
 	}
 	wg.Wait()
@@ -122,16 +193,12 @@ func emulateMem(ctx context.Context, c emuConfig) (sim.Emulated, error) {
 			return sim.Emulated{}, fmt.Errorf("emulate %s n=%d: rank %d: %w", c.prof.Model, c.n, r, err)
 		}
 	}
-	tl := c.prof.Timeline()
-	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-	fwd, bwd, opt := ms(tl.ForwardMs), ms(tl.BackwardMs), ms(tl.OptimizerMs)
 	stepTimes := make([]time.Duration, 0, c.steps)
 	for r := range c.n {
 		wg.Go(func() {
-			buf := make([]float32, floats)
 			for s := 0; s < c.steps+1; s++ {
 				start := time.Now()
-				if err := emuStep(ctx, groups[r], buf, buckets, fwd, bwd, opt); err != nil {
+				if err := peers[r].step(ctx); err != nil {
 					errs[r] = fmt.Errorf("step %d: %w", s, err)
 					cancel() // the others fail fast instead of waiting for this rank
 					return
@@ -150,57 +217,65 @@ func emulateMem(ctx context.Context, c emuConfig) (sim.Emulated, error) {
 	}
 	slices.Sort(stepTimes)
 	median := stepTimes[len(stepTimes)/2].Seconds()
-	e := sim.Emulated{Backend: "mem", Model: c.prof.Model, N: c.n, LinkBitsPerSec: 8 * rate, Scale: c.scale,
-		ChunkBytes: float64(c.chunkBytes), Overlap: c.mode == "bucketed",
-		MeasuredImagesPerSec: float64(c.n*c.prof.BatchPerGPU) / median}
-	if e.Overlap {
-		e.BucketBytes = c.bucketMB * 1e6 / c.scale
-	}
-	return e, nil
+	return c.record("mem", 8*rate, float64(c.n*c.prof.BatchPerGPU)/median), nil
 }
 
-// emuStep is one emulated training step of one peer. Compute is emulated by
+// step is one emulated training step of one peer. Compute is emulated by
 // sleeping to deadlines measured from the step's start, so timer overshoot
 // (about 1 ms for short sleeps on the development VM) does not accumulate.
 // The optimizer's time is spent before forward rather than after the
 // all-reduce: in the steady state of a synchronous ring the step period is
 // the same, and a sub-millisecond sleep of its own would overshoot.
-func emuStep(ctx context.Context, g *collective.Group, buf []float32, buckets []emuBucket, fwd, bwd, opt time.Duration) error {
-	backward := time.Now().Add(opt + fwd)
+// Bucketed, it drives one Bucketer round as the trainer does: each
+// segment is marked ready when backward has produced it, and the round's
+// Wait (which launches what is left) ends the step.
+func (e *emuPeer) step(ctx context.Context) error {
+	p := e.plan
+	backward := time.Now().Add(p.Optimizer + p.Forward)
 	if err := sleepUntil(ctx, backward); err != nil {
 		return err
 	}
-	var handles []*collective.Handle
-	if g.Size() > 1 {
-		for _, b := range buckets {
-			if err := sleepUntil(ctx, backward.Add(b.Ready)); err != nil {
-				return err
-			}
-			handles = append(handles, g.AllReduceAsync(ctx, buf[b.Off:b.Off+b.Len], collective.Avg))
-		}
-	}
-	if err := sleepUntil(ctx, backward.Add(bwd)); err != nil {
-		return err
-	}
-	for _, h := range handles {
-		if err := h.Wait(ctx); err != nil {
+	end := backward.Add(p.Backward)
+	switch {
+	case e.g.Size() == 1:
+		return sleepUntil(ctx, end)
+	case e.b == nil:
+		if err := sleepUntil(ctx, end); err != nil {
 			return err
 		}
+		return e.g.AllReduceWire(ctx, e.arena, collective.Avg, e.wire)
 	}
-	return nil
+	r := e.b.Start(ctx, e.g)
+	for i, s := range p.Segments {
+		if err := sleepUntil(ctx, backward.Add(s.Ready)); err != nil {
+			return errors.Join(err, r.Wait(ctx))
+		}
+		if err := r.Ready(i); err != nil {
+			return errors.Join(err, r.Wait(ctx))
+		}
+	}
+	if err := sleepUntil(ctx, end); err != nil {
+		return errors.Join(err, r.Wait(ctx))
+	}
+	return r.Wait(ctx)
 }
 
 // shortestMessage is the wire time of the smallest chunk a configuration
 // sends: the mem backend's rate limiter sleeps per message, so messages much
 // shorter than the host's timer slack run slow.
-func (c emuConfig) shortestMessage() time.Duration {
-	buckets, _ := c.plan()
+func (c emuConfig) shortestMessage() (time.Duration, error) {
+	st := sim.Step{Design: sim.DesignRing, Overlap: c.mode == "bucketed", BucketBytes: float64(c.scaledBucketBytes()),
+		Wire: c.wire, Scale: c.scale}
+	buckets, err := st.Buckets(c.prof.Timeline())
+	if err != nil {
+		return 0, err
+	}
 	rate := c.linkBits / 8 / c.scale
 	least := math.Inf(1)
 	for _, b := range buckets {
-		least = min(least, float64(min(c.chunkBytes, 4*b.Len/c.n)))
+		least = min(least, min(float64(c.chunkBytes), b.Bytes/float64(c.n)))
 	}
-	return time.Duration(least / rate * float64(time.Second))
+	return time.Duration(least / rate * float64(time.Second)), nil
 }
 
 // sleepUntil waits until deadline t or until ctx is done.
@@ -244,19 +319,24 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs\n",
 		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats)
-	fmt.Fprintln(tw, "gpu\tmodel\tmode\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
+	fmt.Fprintln(tw, "gpu\tmodel\tmode\twire\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
 	for _, gm := range emuPairs(o.emuGPUs, o.emuModels) {
 		gpu, m := gm[0], gm[1]
 		p, err := emuProfile(f, gpu, m)
 		if err != nil {
 			return err
 		}
-		for _, mode := range o.modes {
+		for _, mw := range modeWires(o.modes, o.emuWires) {
+			mode, wire := mw.mode, mw.wire
 			var one float64 // images/s of one emulated peer
 			for _, n := range o.emuNs {
 				c := emuConfig{prof: p, n: n, linkBits: o.emuGbit * 1e9, scale: o.scale, chunkBytes: chunk,
-					mode: mode, bucketMB: o.bucketMB, steps: o.emuSteps}
-				if d := c.shortestMessage(); o.emuBackend == "mem" && n > 1 && d < minMessage {
+					mode: mode, bucketBytes: o.bucketBytes, wire: wire, steps: o.emuSteps}
+				d, err := c.shortestMessage()
+				if err != nil {
+					return err
+				}
+				if o.emuBackend == "mem" && n > 1 && d < minMessage {
 					fmt.Fprintf(out, "warning: %s %s n=%d sends %v messages; the mem backend's per-message sleeps overshoot by up to ~1 ms here\n", m, mode, n, d)
 				}
 				run, err := emulateMedian(ctx, emulate, c, o.emuRepeats)
@@ -290,8 +370,8 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				if run.CPUPerGiB > 0 {
 					perGiB = fmt.Sprintf("%.1f", run.CPUPerGiB)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", gpu, m, mode, n, e.LinkBitsPerSec/1e6,
-					4*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", gpu, m, mode, wire, n, e.LinkBitsPerSec/1e6,
+					float64(wire.Size())*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
 					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr, cores, perGiB)
 				runs = append(runs, e)
 				measured = append(measured, run)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/bench/profile"
 	"github.com/ringtrain/ringtrain/bench/sim"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // feature is one change to ringtrain (or its deployment) whose effect on the
@@ -24,10 +25,10 @@ type feature struct {
 // features returns the variants, each applied to the base configuration.
 func (o scalingOpts) features() []feature {
 	overlap := func(net *sim.Net, st *sim.Step) error {
-		st.Overlap, st.BucketBytes = true, o.bucketMB*1e6
+		st.Overlap, st.BucketBytes = true, o.bucketBytes
 		return nil
 	}
-	fp16 := func(net *sim.Net, st *sim.Step) error { st.BytesPerParam = 2; return nil }
+	fp16 := func(net *sim.Net, st *sim.Step) error { st.Wire = collective.Float16; return nil }
 	cores64 := func(net *sim.Net, st *sim.Step) error { net.Transport.Cores = 64; return nil }
 	all := func(fs ...func(*sim.Net, *sim.Step) error) func(*sim.Net, *sim.Step) error {
 		return func(net *sim.Net, st *sim.Step) error {
@@ -80,8 +81,15 @@ func featureTable(o scalingOpts, profs []profile.Profile) ([]featRow, error) {
 	n := slices.Max(o.ns)
 	cores := slices.Max(o.cores)
 	var rows []featRow
+	// The features change the bucket plan only through overlap and the
+	// wire dtype: one plan of each per profile.
+	type planKey struct {
+		overlap bool
+		wire    collective.DType
+	}
 	for _, p := range profs {
 		tl := p.Timeline()
+		plans := map[planKey][]sim.Bucket{}
 		for _, gbit := range o.gbits {
 			if gbit != 25 && gbit != 100 {
 				continue
@@ -92,10 +100,17 @@ func featureTable(o scalingOpts, profs []profile.Profile) ([]featRow, error) {
 				if err != nil {
 					return nil, err
 				}
-				st := o.step(sim.DesignRing, o.modes[0])
+				st := o.step(sim.DesignRing, modeWire{o.modes[0], o.wires[0]})
 				if err := f.apply(&net, &st); err != nil {
 					return nil, err
 				}
+				k := planKey{st.Overlap, st.Wire}
+				if plans[k] == nil {
+					if plans[k], err = st.Buckets(tl); err != nil {
+						return nil, fmt.Errorf("feature %s, %s: %w", f.name, p.Model, err)
+					}
+				}
+				st.Plan = plans[k]
 				r, err := sim.Simulate(tl, p.BatchPerGPU, n, net, st)
 				if err != nil {
 					return nil, fmt.Errorf("feature %s, %s: %w", f.name, p.Model, err)

@@ -22,6 +22,7 @@ type simRow struct {
 	Batch        int     `json:"batch_per_gpu"`
 	Design       string  `json:"design"`
 	Mode         string  `json:"mode"`
+	Wire         string  `json:"wire"`
 	Gbit         float64 `json:"link_gbit"`
 	Cores        float64 `json:"transport_cores"`
 	Transport    string  `json:"transport"`
@@ -51,29 +52,32 @@ func gpuName(p profile.Profile) string {
 	return "H200"
 }
 
-// step builds the sim.Step of a design and overlap mode.
-func (o scalingOpts) step(design sim.Design, mode string) sim.Step {
-	st := sim.Step{Design: design}
+// step builds the sim.Step of a design and trainer mode.
+func (o scalingOpts) step(design sim.Design, mw modeWire) sim.Step {
+	st := sim.Step{Design: design, Wire: mw.wire}
 	if design == sim.DesignPS {
 		st.PSServers = o.psServers
 	} else {
 		st.GPUsPerNode, st.Hierarchical, st.IntraBytesPerSec = o.perNode, o.hier, o.intraGBs*1e9
 	}
-	if o.fp16 {
-		st.BytesPerParam = 2
-	}
-	if mode == "bucketed" {
-		st.Overlap, st.BucketBytes = true, o.bucketMB*1e6
+	if mw.mode == "bucketed" {
+		st.Overlap, st.BucketBytes = true, o.bucketBytes
 	}
 	return st
 }
 
-// simulateGrid runs every profile × mode × design × rate × cores × n.
+// simulateGrid runs every profile × mode × wire dtype × design × rate ×
+// cores × n.
 func simulateGrid(ctx context.Context, o scalingOpts, profs []profile.Profile) ([]simRow, error) {
 	var rows []simRow
 	for _, p := range profs {
 		tl := p.Timeline()
-		for _, mode := range o.modes {
+		for _, mw := range modeWires(o.modes, o.wires) {
+			// One bucket plan (the trainer's) for every design, rate and n.
+			plan, err := o.step(sim.DesignRing, mw).Buckets(tl)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", p.Model, mw, err)
+			}
 			for _, design := range []sim.Design{sim.DesignRing, sim.DesignPS} {
 				for _, gbit := range o.gbits {
 					for _, cores := range o.cores {
@@ -84,19 +88,20 @@ func simulateGrid(ctx context.Context, o scalingOpts, profs []profile.Profile) (
 						if err != nil {
 							return nil, err
 						}
-						st := o.step(design, mode)
+						st := o.step(design, mw)
+						st.Plan = plan
 						for _, n := range o.ns {
 							r, err := sim.Simulate(tl, p.BatchPerGPU, n, net, st)
 							if err != nil {
 								return nil, fmt.Errorf("%s %s n=%d: %w", p.Model, design, n, err)
 							}
 							rows = append(rows, simRow{GPU: gpuName(p), Model: p.Model, Batch: p.BatchPerGPU,
-								Design: string(design), Mode: mode, Gbit: gbit, Cores: cores, Transport: net.Transport.Name,
+								Design: string(design), Mode: mw.mode, Wire: mw.wire.String(), Gbit: gbit, Cores: cores, Transport: net.Transport.Name,
 								N: n, StepMs: sig6(1000 * r.StepSec), OneGPUMs: sig6(1000 * r.OneGPUSec), ImagesPerSec: sig6(r.ImagesPerSec),
 								Efficiency: sig6(r.Efficiency), CommMs: sig6(1000 * r.CommSec), ExposedMs: sig6(1000 * r.ExposedSec),
 								RateGBs: sig6(r.BytesPerSec / 1e9), RateLimit: string(r.RateLimit), Limit: string(r.Limit),
 								Buckets: r.Buckets, ChunkKiB: o.chunkKiB, AlphaUS: o.alphaUS, PSServers: st.PSServers,
-								PerNode: st.GPUsPerNode, Hierarchical: st.Hierarchical, WireBytes: wireBytes(st)})
+								PerNode: st.GPUsPerNode, Hierarchical: st.Hierarchical, WireBytes: float64(mw.wire.Size())})
 						}
 					}
 				}
@@ -104,14 +109,6 @@ func simulateGrid(ctx context.Context, o scalingOpts, profs []profile.Profile) (
 		}
 	}
 	return rows, nil
-}
-
-// wireBytes is the gradient's bytes per parameter on the wire.
-func wireBytes(st sim.Step) float64 {
-	if st.BytesPerParam > 0 {
-		return st.BytesPerParam
-	}
-	return 4
 }
 
 // sig6 rounds v to 6 significant digits, all the output files keep.
@@ -144,13 +141,13 @@ func writeRows(dir string, rows []simRow) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"gpu", "model", "batch_per_gpu", "design", "mode", "link_gbit", "transport_cores", "transport", "n",
+	w.Write([]string{"gpu", "model", "batch_per_gpu", "design", "mode", "wire", "link_gbit", "transport_cores", "transport", "n",
 		"step_ms", "one_gpu_step_ms", "images_per_s", "efficiency", "comm_ms", "exposed_comm_ms", "node_rate_gb_per_s",
 		"rate_limit", "limit", "buckets", "chunk_kib", "alpha_us", "ps_servers", "gpus_per_node", "hierarchical",
 		"grad_bytes_per_param"})
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 	for _, r := range rows {
-		w.Write([]string{r.GPU, r.Model, strconv.Itoa(r.Batch), r.Design, r.Mode, ff(r.Gbit), ff(r.Cores), r.Transport,
+		w.Write([]string{r.GPU, r.Model, strconv.Itoa(r.Batch), r.Design, r.Mode, r.Wire, ff(r.Gbit), ff(r.Cores), r.Transport,
 			strconv.Itoa(r.N), ff(r.StepMs), ff(r.OneGPUMs), ff(r.ImagesPerSec), ff(r.Efficiency), ff(r.CommMs),
 			ff(r.ExposedMs), ff(r.RateGBs), r.RateLimit, r.Limit, strconv.Itoa(r.Buckets), ff(r.ChunkKiB), ff(r.AlphaUS),
 			strconv.Itoa(r.PSServers), strconv.Itoa(r.PerNode), strconv.FormatBool(r.Hierarchical), ff(r.WireBytes)})
@@ -181,12 +178,12 @@ func printSummary(out io.Writer, o scalingOpts, rows []simRow) error {
 	}
 	fmt.Fprintf(out, "Scaling efficiency at %d GPUs (ring = ringtrain, ps = TF 0.8 parameter servers); limit: what bounds the step\n", maxN)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "gpu\tmodel\tdesign\tmode\tGbit/s\tcores\tstep ms\timages/s\tefficiency\tnode GB/s\trate set by\tlimit")
+	fmt.Fprintln(tw, "gpu\tmodel\tdesign\tmode\twire\tGbit/s\tcores\tstep ms\timages/s\tefficiency\tnode GB/s\trate set by\tlimit")
 	for _, r := range rows {
 		if r.N != maxN || (r.Gbit != 25 && r.Gbit != 100) {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%g\t%.1f\t%.0f\t%.1f%%\t%.2f\t%s\t%s\n", r.GPU, r.Model, r.Design, r.Mode,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%g\t%g\t%.1f\t%.0f\t%.1f%%\t%.2f\t%s\t%s\n", r.GPU, r.Model, r.Design, r.Mode, r.Wire,
 			r.Gbit, r.Cores, r.StepMs, r.ImagesPerSec, 100*r.Efficiency, r.RateGBs, r.RateLimit, r.Limit)
 	}
 	return tw.Flush()

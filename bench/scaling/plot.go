@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/ringtrain/ringtrain/bench/sim"
+	"github.com/ringtrain/ringtrain/collective"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -47,10 +48,10 @@ func references(model string) []reference {
 // one colour per link rate; ring with 32 (solid) and 8 (dashed) transport
 // cores, parameter servers dotted; published points as marks.
 func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
-	type key struct{ gpu, model, mode string }
+	type key struct{ gpu, model, mode, wire string }
 	var keys []key
 	for _, r := range rows {
-		k := key{r.GPU, r.Model, r.Mode}
+		k := key{r.GPU, r.Model, r.Mode, r.Wire}
 		if !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
@@ -62,7 +63,10 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 		p := plot.New()
 		how := "one all-reduce after backward"
 		if k.mode == "bucketed" {
-			how = fmt.Sprintf("%g MB buckets overlapping backward", o.bucketMB)
+			how = fmt.Sprintf("trainer's %g MiB buckets overlapping backward", o.bucketBytes/(1<<20))
+		}
+		if k.wire != collective.Float32.String() {
+			how += ", " + k.wire + " wire"
 		}
 		p.Title.Text = fmt.Sprintf("%s on %s: %s, %s", k.model, k.gpu, how, o.transport)
 		p.X.Label.Text = "GPUs"
@@ -104,7 +108,7 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 				var xys plotter.XYs
 				cpuBound := false
 				for _, r := range rows {
-					if r.GPU == k.gpu && r.Model == k.model && r.Mode == k.mode && r.Design == series.design &&
+					if r.GPU == k.gpu && r.Model == k.model && r.Mode == k.mode && r.Wire == k.wire && r.Design == series.design &&
 						r.Gbit == gbit && r.Cores == series.cores {
 						xys = append(xys, plotter.XY{X: float64(r.N), Y: r.Efficiency})
 						cpuBound = cpuBound || r.RateLimit != string(sim.LimitLink)
@@ -141,7 +145,11 @@ func plotRows(o scalingOpts, rows []simRow) ([]string, error) {
 				p.Legend.Add(r.label, s)
 			}
 		}
-		name := filepath.Join(o.out, fmt.Sprintf("scaling_%s_%s_%s.png", k.gpu, k.model, k.mode))
+		base := fmt.Sprintf("scaling_%s_%s_%s", k.gpu, k.model, k.mode)
+		if k.wire != collective.Float32.String() {
+			base += "_" + k.wire
+		}
+		name := filepath.Join(o.out, base+".png")
 		if err := p.Save(8*vg.Inch, 5*vg.Inch, name); err != nil {
 			return nil, err
 		}

@@ -37,16 +37,11 @@ const JobName = "emulate"
 // emuWorkerSpec is what one emulating peer process needs besides the
 // cluster's part of its spec.
 type emuWorkerSpec struct {
-	Rank    int         `json:"rank"`
-	Members []string    `json:"members"` // ring order
-	Chunk   int         `json:"chunk"`   // ring chunk, bytes
-	Floats  int         `json:"floats"`  // gradient buffer length
-	Buckets []emuBucket `json:"buckets"` // all-reduces in launch order
-	// Forward, Backward and Optimizer are the profile's compute times.
-	Forward   time.Duration `json:"forward"`
-	Backward  time.Duration `json:"backward"`
-	Optimizer time.Duration `json:"optimizer"`
-	Steps     int           `json:"steps"` // timed steps, after one warm-up step
+	Rank    int      `json:"rank"`
+	Members []string `json:"members"` // ring order
+	Chunk   int      `json:"chunk"`   // ring chunk, bytes on the wire
+	Plan    emuPlan  `json:"plan"`
+	Steps   int      `json:"steps"` // timed steps, after one warm-up step
 }
 
 // emuWorkerResult is what a peer process measured: the wall time of each
@@ -115,9 +110,7 @@ func (q *quicEmulator) Close() error { return q.cl.Close() }
 func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, emuTimeout)
 	defer cancel()
-	buckets, floats := c.plan()
-	tl := c.prof.Timeline()
-	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	plan := c.plan()
 	members := make([]string, c.n)
 	addrs := map[string]string{}
 	for i := range members {
@@ -140,9 +133,7 @@ func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error)
 	// behind.
 	timeout := cluster.ReadyTimeout + time.Duration(c.steps+2)*emuStepTimeout
 	for r := range c.n {
-		spec := emuWorkerSpec{Rank: r, Members: members, Chunk: c.chunkBytes,
-			Floats: floats, Buckets: buckets, Forward: ms(tl.ForwardMs), Backward: ms(tl.BackwardMs),
-			Optimizer: ms(tl.OptimizerMs), Steps: c.steps}
+		spec := emuWorkerSpec{Rank: r, Members: members, Chunk: c.chunkBytes, Plan: plan, Steps: c.steps}
 		b, err := json.Marshal(spec)
 		if err != nil {
 			return emuRun{}, err
@@ -158,7 +149,7 @@ func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error)
 	if err := cluster.RunProcs(ctx, names, cmds, out); err != nil {
 		return emuRun{}, fmt.Errorf("emulate %s %s n=%d over quic-shaped links: %w", c.prof.Model, c.mode, c.n, err)
 	}
-	return summarizeQUIC(c, q.linkBits, floats, results)
+	return summarizeQUIC(c, q.linkBits, plan.Floats, results)
 }
 
 // summarizeQUIC turns the peers' results into the run's record: rank 0's
@@ -178,34 +169,30 @@ func summarizeQUIC(c emuConfig, linkBits float64, floats int, results []emuWorke
 	for _, s := range results[0].StepS {
 		wall += s
 	}
-	run := emuRun{Emulated: sim.Emulated{Backend: "quic-shaped", Model: c.prof.Model, N: c.n, LinkBitsPerSec: linkBits,
-		Scale: c.scale, ChunkBytes: float64(c.chunkBytes), Overlap: c.mode == "bucketed",
-		MeasuredImagesPerSec: float64(c.n*c.prof.BatchPerGPU) / median}}
-	if run.Overlap {
-		run.BucketBytes = c.bucketMB * 1e6 / c.scale
-	}
+	run := emuRun{Emulated: c.record("quic-shaped", linkBits, float64(c.n*c.prof.BatchPerGPU)/median)}
 	if wall > 0 {
 		run.CoresPerPeer = cpu / float64(c.n) / wall
 	}
 	// A ring peer sends 2(n-1)/n of the buffer per all-reduce.
-	if sent := float64(len(results[0].StepS)) * 4 * float64(floats) * 2 * float64(c.n-1) / float64(c.n); sent > 0 {
+	if sent := float64(len(results[0].StepS)) * float64(c.wire.Size()) * float64(floats) * 2 * float64(c.n-1) / float64(c.n); sent > 0 {
 		run.CPUPerGiB = cpu / float64(c.n) / (sent / sim.GiB)
 	}
 	return run, nil
 }
 
 // Job is one emulated GPU in its own peer process: it joins the ring over
-// the process's QUIC endpoint, then runs warm-up and timed steps (emuStep:
-// the profile's compute as waits, the gradient buckets all-reduced as they
-// become ready), checks every step's average exactly, and returns its step
+// the process's QUIC endpoint, then runs warm-up and timed steps (emuPeer:
+// the profile's compute as waits, the gradients all-reduced as the trainer
+// does, bucketed through a collective.Bucketer or in one all-reduce after
+// backward), checks every step's average exactly, and returns its step
 // times (emuWorkerResult).
 func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, error) {
 	var spec emuWorkerSpec
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		return nil, fmt.Errorf("emulate job: %w", err)
 	}
-	if spec.Rank < 0 || spec.Rank >= len(spec.Members) || spec.Steps < 1 || spec.Floats < 1 {
-		return nil, fmt.Errorf("emulate job: rank %d of %d, %d steps, %d floats", spec.Rank, len(spec.Members), spec.Steps, spec.Floats)
+	if spec.Rank < 0 || spec.Rank >= len(spec.Members) || spec.Steps < 1 || spec.Plan.Floats < 1 {
+		return nil, fmt.Errorf("emulate job: rank %d of %d, %d steps, %d floats", spec.Rank, len(spec.Members), spec.Steps, spec.Plan.Floats)
 	}
 	g, err := collective.New(ctx, collective.Config{Endpoint: ep, Members: spec.Members, Epoch: 1,
 		ChunkBytes: spec.Chunk, Timeout: emuStepTimeout})
@@ -219,16 +206,19 @@ func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, 
 // refilled (untimed) and its average checked exactly.
 func emuSteps(ctx context.Context, g *collective.Group, spec emuWorkerSpec, cpu func() float64) (emuWorkerResult, error) {
 	var res emuWorkerResult
-	buf := make([]float32, spec.Floats)
+	peer, err := newEmuPeer(g, spec.Plan)
+	if err != nil {
+		return res, err
+	}
 	var c0 float64
 	for s := 0; s <= spec.Steps; s++ {
 		if s == 1 {
 			c0 = cpu()
 		}
-		fillInput(buf, g.Rank())
+		fillInput(peer.arena, g.Rank())
 		stepCtx, cancel := context.WithTimeout(ctx, emuStepTimeout)
 		start := time.Now()
-		err := emuStep(stepCtx, g, buf, spec.Buckets, spec.Forward, spec.Backward, spec.Optimizer)
+		err := peer.step(stepCtx)
 		d := time.Since(start)
 		cancel()
 		if err != nil {
@@ -237,7 +227,7 @@ func emuSteps(ctx context.Context, g *collective.Group, spec emuWorkerSpec, cpu 
 		if s > 0 {
 			res.StepS = append(res.StepS, d.Seconds())
 		}
-		if err := checkAvg(buf, g.Size()); err != nil {
+		if err := checkAvg(peer.arena, g.Size()); err != nil {
 			return res, fmt.Errorf("step %d: %w", s, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ringtrain/ringtrain/bench/netns"
 	"github.com/ringtrain/ringtrain/bench/profile"
 	"github.com/ringtrain/ringtrain/bench/sim"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // TestMain runs the test binary as the worker subcommand when the emulation
@@ -84,7 +85,7 @@ func TestSummarizeQUIC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := emuConfig{prof: p, n: 2, scale: 1000, chunkBytes: 4096, mode: "bucketed", bucketMB: 25, steps: 3}
+	c := emuConfig{prof: p, n: 2, scale: 1000, chunkBytes: 4096, mode: "bucketed", bucketBytes: 25e6, steps: 3}
 	// Rank 0's steps 0.25, 0.125, 0.5 s (median 0.25 s, 0.875 s in all);
 	// both peers used 0.875 CPU-s together.
 	run, err := summarizeQUIC(c, 12.5e6, 1<<20, []emuWorkerResult{
@@ -138,27 +139,29 @@ func TestQUICEmulation(t *testing.T) {
 	for _, tc := range []struct {
 		model, mode string
 		n           int
+		wire        collective.DType
 	}{
-		{"resnet50", "none", 1},
-		{"resnet50", "none", 3},
-		{"vgg16", "bucketed", 2},
+		{"resnet50", "none", 1, collective.Float32},
+		{"resnet50", "none", 3, collective.Float32},
+		{"vgg16", "bucketed", 2, collective.Float32},
+		{"inception_v3", "bucketed", 3, collective.BFloat16},
 	} {
-		t.Run(fmt.Sprintf("%s/%s/n=%d", tc.model, tc.mode, tc.n), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/%v/n=%d", tc.model, tc.mode, tc.wire, tc.n), func(t *testing.T) {
 			p, err := f.Find(tc.model, "")
 			if err != nil {
 				t.Fatal(err)
 			}
 			c := emuConfig{prof: p, n: tc.n, linkBits: link, scale: scale, chunkBytes: 16 << 10,
-				mode: tc.mode, bucketMB: 25, steps: 2}
+				mode: tc.mode, bucketBytes: 25e6, wire: tc.wire, steps: 2}
 			run, err := q.emulate(ctx, c)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, floats := c.plan()
+			floats := c.plan().Floats
 			tl := p.Timeline()
 			least := (tl.ForwardMs + tl.BackwardMs + tl.OptimizerMs) / 1000
 			if tc.mode == "none" {
-				bytes := 4 * float64(floats) * 2 * float64(tc.n-1) / float64(tc.n)
+				bytes := float64(tc.wire.Size()) * float64(floats) * 2 * float64(tc.n-1) / float64(tc.n)
 				least += bytes * 8 / float64(netns.PeakRate(q.linkBits))
 			}
 			step := float64(tc.n*p.BatchPerGPU) / run.MeasuredImagesPerSec

@@ -36,6 +36,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/bench/profile"
 	"github.com/ringtrain/ringtrain/bench/sim"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // scalingOpts are the flags of bench scaling.
@@ -54,7 +55,9 @@ type scalingOpts struct {
 	alphaUS     float64
 	latencyUS   float64
 	reduceGBs   float64
-	bucketMB    float64
+	bucketBytes float64 // full-size bucket of the float32 arena (the trainer's --bucket-bytes)
+	wires       []collective.DType
+	emuWires    []collective.DType
 	psServers   int
 	out         string
 	target      float64
@@ -73,7 +76,31 @@ type scalingOpts struct {
 	perNode     int
 	hier        bool
 	intraGBs    float64
-	fp16        bool
+}
+
+// modeWire is one step mode the trainer has: overlap mode and wire dtype.
+type modeWire struct {
+	mode string
+	wire collective.DType
+}
+
+// modeWires lists --modes × the wire dtypes, in order.
+func modeWires(modes []string, wires []collective.DType) []modeWire {
+	var out []modeWire
+	for _, m := range modes {
+		for _, w := range wires {
+			out = append(out, modeWire{m, w})
+		}
+	}
+	return out
+}
+
+// String names a mode as the tables do: "bucketed", "bucketed bf16".
+func (m modeWire) String() string {
+	if m.wire == collective.Float32 {
+		return m.mode
+	}
+	return m.mode + " " + m.wire.String()
 }
 
 func parseScaling(args []string) (scalingOpts, error) {
@@ -93,12 +120,14 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.alphaUS, "alpha-us", 0, "per-chunk overhead, µs (calibrate from emulated runs)")
 	fs.Float64Var(&o.latencyUS, "latency-us", 0, "one-way link latency, µs")
 	fs.Float64Var(&o.reduceGBs, "reduce-gbs", sim.DefaultReduceBytesPerSec/1e9, "reduction kernel speed, GB/s")
-	fs.Float64Var(&o.bucketMB, "bucket-mb", 25, "fusion bucket size for bucketed overlap, MB")
+	bucketBytes := fs.Int("bucket-bytes", collective.DefaultBucketBytes, "fusion bucket of the float32 gradient arena for bucketed overlap, bytes (the trainer's --bucket-bytes; collective.NewBucketer plans the buckets); the emulation divides it by --scale")
+	bucketMB := fs.Float64("bucket-mb", 0, "the bucket size in MB (1e6 bytes) instead of --bucket-bytes (older flag)")
+	wires := fs.String("wire-dtype", "", "gradient wire dtypes, comma list of fp32, bf16, fp16 (default: fp32,bf16 for --simulate, fp32 for --emulate)")
 	fs.IntVar(&o.psServers, "ps-servers", 8, "parameter servers for the TF 0.8 design")
 	fs.IntVar(&o.perNode, "gpus-per-node", 1, "GPUs sharing one node's link and transport cores (ring; GPU counts must be multiples)")
 	fs.BoolVar(&o.hier, "hierarchical", false, "with --gpus-per-node > 1: reduce within the node first, ring across nodes")
 	fs.Float64Var(&o.intraGBs, "intra-gbs", sim.DefaultReduceBytesPerSec/1e9, "intra-node reduce-scatter/all-gather rate for --hierarchical, GB/s")
-	fs.BoolVar(&o.fp16, "fp16", false, "send fp16 gradients (2 bytes per parameter)")
+	fp16 := fs.Bool("fp16", false, "simulate fp16 gradients on the wire only (older flag: --wire-dtype fp16)")
 	fs.StringVar(&o.out, "out", "bench/results", "output directory for CSV, JSON and PNG")
 	fs.Float64Var(&o.target, "target", 0.10, "validation target, relative error")
 	fs.Float64Var(&o.emuCores, "emu-cores", 2, "cores of the emulating machine, shared by all peers (--validate)")
@@ -148,6 +177,28 @@ func parseScaling(args []string) (scalingOpts, error) {
 		if m != "none" && m != "bucketed" {
 			return o, fmt.Errorf("--modes: unknown mode %q", m)
 		}
+	}
+	o.bucketBytes = float64(*bucketBytes)
+	if *bucketMB > 0 {
+		o.bucketBytes = *bucketMB * 1e6
+	}
+	if !(o.bucketBytes > 0) {
+		return o, fmt.Errorf("--bucket-bytes %v: want > 0", o.bucketBytes)
+	}
+	o.wires, o.emuWires = []collective.DType{collective.Float32, collective.BFloat16}, []collective.DType{collective.Float32}
+	switch {
+	case *wires != "":
+		var ws []collective.DType
+		for _, w := range splitList(*wires) {
+			d, err := collective.ParseDType(w)
+			if err != nil {
+				return o, fmt.Errorf("--wire-dtype: %w", err)
+			}
+			ws = append(ws, d)
+		}
+		o.wires, o.emuWires = ws, ws
+	case *fp16:
+		o.wires = []collective.DType{collective.Float16}
 	}
 	return o, nil
 }

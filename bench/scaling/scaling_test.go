@@ -64,8 +64,9 @@ func TestSimulateWritesResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 2 GPUs × 2 modes × 2 designs × 2 rates × 2 core counts × 2 n, plus a header.
-	if want := 2*2*2*2*2*2 + 1; len(recs) != want {
+	// 2 GPUs × 2 modes × 2 wire dtypes (fp32, bf16 by default) × 2 designs ×
+	// 2 rates × 2 core counts × 2 n, plus a header.
+	if want := 2*2*2*2*2*2*2 + 1; len(recs) != want {
 		t.Fatalf("%d CSV records, want %d", len(recs), want)
 	}
 	var rows []simRow
@@ -76,14 +77,19 @@ func TestSimulateWritesResults(t *testing.T) {
 	if err := json.Unmarshal(b, &rows); err != nil || len(rows) != len(recs)-1 {
 		t.Fatalf("JSON: %d rows, %v", len(rows), err)
 	}
+	wires := map[string]float64{}
 	for _, r := range rows {
 		if !(r.Efficiency > 0 && r.Efficiency <= 1) {
 			t.Errorf("%+v: efficiency out of (0,1]", r)
 		}
+		wires[r.Wire] = r.WireBytes
+	}
+	if len(wires) != 2 || wires["fp32"] != 4 || wires["bf16"] != 2 {
+		t.Errorf("wire dtypes and their bytes per parameter %v, want fp32 4 and bf16 2", wires)
 	}
 	pngs, _ := filepath.Glob(filepath.Join(dir, "*.png"))
-	if len(pngs) != 4 {
-		t.Fatalf("%d plots, want 4 (2 GPUs × 2 modes)", len(pngs))
+	if len(pngs) != 8 {
+		t.Fatalf("%d plots, want 8 (2 GPUs × 2 modes × 2 wire dtypes)", len(pngs))
 	}
 	for _, want := range []string{"caps a ring peer at 2.29 GB/s", "Efficiency at 100 GPUs with each feature", "P100  resnet50"} {
 		if !strings.Contains(out.String(), want) {

@@ -255,6 +255,10 @@ func scaling(ctx context.Context, o scalingOpts, out io.Writer) error {
 	if err := printSummary(out, o, rows); err != nil {
 		return err
 	}
+	summary, err := writeSummary(o.out, o, rows)
+	if err != nil {
+		return err
+	}
 	feats, err := featureTable(o, profs)
 	if err != nil {
 		return err
@@ -262,8 +266,8 @@ func scaling(ctx context.Context, o scalingOpts, out io.Writer) error {
 	if err := writeFeatures(out, o.out, feats); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(out, "wrote %s, %s, %s and %d plots\n", filepath.Join(o.out, "scaling_sim.csv"),
-		filepath.Join(o.out, "scaling_sim.json"), filepath.Join(o.out, "scaling_features.csv"), len(pngs))
+	_, err = fmt.Fprintf(out, "wrote %s, %s, %s, %s and %d plots\n", filepath.Join(o.out, "scaling_sim.csv"),
+		filepath.Join(o.out, "scaling_sim.json"), filepath.Join(o.out, "scaling_features.csv"), summary, len(pngs))
 	return err
 }
 

@@ -91,6 +91,16 @@ func TestSimulateWritesResults(t *testing.T) {
 	if len(pngs) != 8 {
 		t.Fatalf("%d plots, want 8 (2 GPUs × 2 modes × 2 wire dtypes)", len(pngs))
 	}
+	md, err := os.ReadFile(filepath.Join(dir, "scaling_summary.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| none fp32 25G 32c | none bf16 25G 32c | bucketed fp32 25G 32c | bucketed bf16 25G 32c |", "| none fp32 25G 8c |",
+		"| TF 0.8 PS (comparison) none fp32 100G |", "| P100 | resnet50 |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("scaling_summary.md lacks %q:\n%s", want, md)
+		}
+	}
 	for _, want := range []string{"caps a ring peer at 2.29 GB/s", "Efficiency at 100 GPUs with each feature", "P100  resnet50"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())

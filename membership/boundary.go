@@ -29,11 +29,29 @@ type Step struct {
 // Outcome is Boundary's answer: the epoch to run the next step in.
 type Outcome struct {
 	Epoch    Epoch
-	Changed  bool   // a new epoch was committed: rebuild the collective group
-	Restored bool   // Restore was called with a peer's state
-	Step     uint64 // steps applied to the state the epoch continues from
-	Left     bool   // this node left after announcing Leave: Close it
+	Changed  bool // a new epoch was committed: rebuild the collective group
+	Restored bool // Restore was called with a peer's state (eager sync)
+	// Step is the number of steps applied to the state the epoch continues
+	// from. For a sync target in deferred mode it is the source's step:
+	// the state RecvState will deliver.
+	Step uint64
+	Left bool // this node left after announcing Leave: Close it
+	// Sync is the state transfer the committed epoch prescribes (zero when
+	// nobody syncs). Filled in both modes; in eager mode Boundary has
+	// already run it, in deferred mode the caller runs SendState (on
+	// Sync.Source) or RecvState (on each of Sync.Targets) before the
+	// epoch's first collective.
+	Sync SyncOrder
 }
+
+// SyncOrder names a state transfer: Source sends its state to Targets.
+type SyncOrder struct {
+	Source  string
+	Targets []string
+}
+
+// Has reports whether id is one of the targets.
+func (o SyncOrder) Has(id string) bool { return slices.Contains(o.Targets, id) }
 
 // agreement is the epoch protocol's state. Only Boundary's goroutine
 // touches it.

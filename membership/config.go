@@ -44,6 +44,10 @@ type Config struct {
 	// Snapshot returns this node's training state (parameters, optimizer
 	// state, step, data cursor) for a peer that is behind. Called at a step
 	// boundary; the slice is not modified afterwards by membership.
+	// Snapshot and Restore are both set (eager sync: Boundary transfers
+	// the state) or both nil (deferred sync: Boundary only names the
+	// transfer in Outcome.Sync, and the caller runs SendState/RecvState
+	// before the epoch's first collective).
 	Snapshot func() ([]byte, error)
 	// Restore installs state received from a peer; called inside Boundary
 	// before it returns the new epoch.
@@ -136,8 +140,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("membership: node %s: no gossip key (set GossipKey, or Insecure to opt out of encryption)", c.ID)
 	case c.GossipKey != nil && len(c.GossipKey) != 32:
 		return fmt.Errorf("membership: node %s: gossip key has %d bytes, want 32", c.ID, len(c.GossipKey))
-	case c.Snapshot == nil || c.Restore == nil:
-		return fmt.Errorf("membership: node %s: Snapshot and Restore hooks are required", c.ID)
+	case (c.Snapshot == nil) != (c.Restore == nil):
+		return fmt.Errorf("membership: node %s: set both Snapshot and Restore (eager sync) or neither (deferred sync)", c.ID)
 	case c.ChunkBytes <= 0 || c.ChunkBytes > maxChunk:
 		return fmt.Errorf("membership: node %s: ChunkBytes %d not in 1..%d", c.ID, c.ChunkBytes, maxChunk)
 	case c.ResendInterval <= 0 || c.AckTimeout <= 0 || c.ReportTimeout <= 0 || c.FailureWait <= 0 || c.JoinTimeout <= 0:

@@ -59,6 +59,11 @@
 // nothing return at once, and their first collective of e' waits for the
 // targets, so admission stops the others only for the transfer.
 //
+// With neither hook set (deferred sync), Boundary only names the transfer
+// in Outcome.Sync; the caller runs SendState on the source and RecvState on
+// each target before the epoch's first collective (the C ABI and the
+// Python binding hold the state, not Go).
+//
 // # Invariants
 //
 //   - All members of an epoch hold the same member list before any of them

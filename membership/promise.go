@@ -114,6 +114,14 @@ func (m *Member) apply(ctx context.Context, c *msg, cur *Step) (Outcome, bool, e
 	for _, t := range c.Targets {
 		targets = append(targets, c.Members[t])
 	}
+	out.Sync = SyncOrder{Source: c.Source, Targets: targets}
+	if m.cfg.Snapshot == nil {
+		// Deferred sync: the caller transfers the state.
+		if slices.Contains(targets, m.cfg.ID) {
+			out.Step = c.Step
+		}
+		return out, true, nil
+	}
 	switch {
 	case c.Source == m.cfg.ID:
 		state, err := m.cfg.Snapshot()

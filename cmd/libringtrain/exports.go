@@ -26,6 +26,8 @@ import "C"
 import (
 	"strings"
 	"unsafe"
+
+	"github.com/ringtrain/ringtrain/data"
 )
 
 var theLib = newLibrary()
@@ -170,12 +172,11 @@ func rt_barrier(h C.int64_t) C.int {
 	return C.int(theLib.call("barrier", func() error { return theLib.barrier(int64(h)) }))
 }
 
-// rt_state_send gives this node's state to the members the last boundary
-// named (role send) and waits until they have it; *out is the boundary
-// the next step runs in.
+// rt_state_send sends this node's state to the members the last boundary
+// named (role send) and waits until they have it.
 //
 //export rt_state_send
-func rt_state_send(h C.int64_t, state unsafe.Pointer, n C.size_t, out *C.rt_boundary_t) C.int {
+func rt_state_send(h C.int64_t, state unsafe.Pointer, n C.size_t) C.int {
 	return C.int(theLib.call("state send", func() error {
 		s, err := get[*session](theLib, int64(h), "node")
 		if err != nil {
@@ -186,19 +187,15 @@ func rt_state_send(h C.int64_t, state unsafe.Pointer, n C.size_t, out *C.rt_boun
 			if state == nil {
 				return errInvalidf("state send: null state of %d bytes", n)
 			}
-			b = unsafe.Slice((*byte)(state), int(n)) // copied before the call returns
+			// Only read during the call (membership copies it into chunks).
+			b = unsafe.Slice((*byte)(state), int(n))
 		}
-		bd, err := s.sendState(s.ctx, b)
-		if out != nil {
-			*out = C.rt_boundary_t{epoch: C.uint64_t(bd.Epoch), step: C.uint64_t(bd.Step), rank: C.int32_t(bd.Rank), size: C.int32_t(bd.Size),
-				role: C.int32_t(bd.Role), changed: cbool(bd.Changed), left: cbool(bd.Left)}
-		}
-		return comm(err)
+		return comm(s.sendState(s.ctx, b))
 	}))
 }
 
-// rt_state_recv returns the state received in the last boundary (role
-// recv) in *state (malloc'ed; free it with rt_free_bytes) and *n.
+// rt_state_recv receives the state the last boundary said this node needs
+// (role recv) into *state (malloc'ed; free it with rt_free_bytes) and *n.
 //
 //export rt_state_recv
 func rt_state_recv(h C.int64_t, state *unsafe.Pointer, n *C.size_t) C.int {
@@ -207,12 +204,12 @@ func rt_state_recv(h C.int64_t, state *unsafe.Pointer, n *C.size_t) C.int {
 		if err != nil {
 			return err
 		}
-		b, err := s.recvState()
-		if err != nil {
-			return errInvalidf("%v", err)
-		}
 		if state == nil || n == nil {
 			return errInvalidf("state receive: null output pointers")
+		}
+		b, err := s.recvState(s.ctx)
+		if err != nil {
+			return comm(err)
 		}
 		*state = C.CBytes(b)
 		*n = C.size_t(len(b))
@@ -268,4 +265,33 @@ func copyOut(buf *C.char, capacity C.size_t, s string) {
 	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(capacity))
 	n := copy(dst[:len(dst)-1], s)
 	dst[n] = 0
+}
+
+// rt_data_order writes data.Order(seed, epoch, n) into out (n int32s): the
+// bindings' ports of the sample order are tested against it.
+//
+//export rt_data_order
+func rt_data_order(seed, epoch C.uint64_t, n C.int64_t, out unsafe.Pointer) C.int {
+	return C.int(theLib.call("data order", func() error {
+		if n < 0 || n > 1<<31-1 || (n > 0 && out == nil) {
+			return errInvalidf("data order: n %d", n)
+		}
+		copy(unsafe.Slice((*int32)(out), int(n)), data.Order(uint64(seed), uint64(epoch), int(n)))
+		return nil
+	}))
+}
+
+// rt_data_share writes data.ShareOf's Lo, Hi and Global into out[0:3].
+//
+//export rt_data_share
+func rt_data_share(cursor, n, rank, size, perPeer C.int64_t, out *C.int64_t) C.int {
+	return C.int(theLib.call("data share", func() error {
+		if out == nil {
+			return errInvalidf("data share: null output")
+		}
+		s := data.ShareOf(int(cursor), int(n), int(rank), int(size), int(perPeer))
+		o := unsafe.Slice(out, 3)
+		o[0], o[1], o[2] = C.int64_t(s.Lo), C.int64_t(s.Hi), C.int64_t(s.Global)
+		return nil
+	}))
 }

@@ -118,7 +118,6 @@ type request struct {
 // others through an fp32 scratch (widened now, narrowed back by finish).
 type buffer struct {
 	f32    []float32
-	raw    []uint16
 	dt     dtype
 	finish func()
 }
@@ -140,9 +139,9 @@ func viewBuffer(p unsafe.Pointer, count int64, dt dtype, op string) (buffer, err
 		// the host keeps alive until the call, or rt_wait, returns.
 		return buffer{f32: unsafe.Slice((*float32)(p), count), dt: dt, finish: func() {}}, nil
 	}
-	b := buffer{raw: unsafe.Slice((*uint16)(p), count), dt: dt, f32: make([]float32, count)}
-	toFloat32(b.f32, b.raw, dt)
-	b.finish = func() { fromFloat32(b.raw, b.f32, dt) }
+	b := buffer{dt: dt, f32: make([]float32, count)}
+	widen(b.f32, p, dt)
+	b.finish = func() { narrow(p, b.f32, dt) }
 	return b, nil
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/internal/secret"
@@ -38,17 +36,10 @@ type boundary struct {
 	Members []string
 }
 
-// session is one node: its QUIC endpoint, membership and the current
-// epoch's collective group.
-//
-// State sync runs inside membership.Boundary (Config.Snapshot/Restore), and
-// the host supplies its state only when asked: the Snapshot hook, which
-// runs on the Boundary goroutine after the new epoch is committed, hands
-// the epoch to rt_boundary (which returns role send) and waits for
-// rt_state_send to give it the state; rt_state_send then waits for the
-// Boundary to finish sending. Restore keeps the received state until
-// rt_state_recv takes it. So the host serialises its state only on the one
-// member that sends, and only when someone is behind.
+// session is one node: its QUIC endpoint, membership (in deferred sync
+// mode: Boundary names the transfer, the host runs it) and the current
+// epoch's collective group. The host serialises its state only on the one
+// member that must send it, and only when someone is behind.
 type session struct {
 	cfg settings
 	log *slog.Logger
@@ -60,29 +51,21 @@ type session struct {
 	mem    *membership.Member
 
 	// opMu serialises boundary and state calls (one training loop per
-	// node); the collective calls take mu only to read g.
-	opMu    sync.Mutex
-	pending chan boundaryResult // a Boundary waiting for rt_state_send
-	want    chan uint64         // Snapshot asks for the state (epoch)
-	give    chan []byte         // rt_state_send answers
-	leave   atomic.Bool
+	// node); leave may be set from any thread.
+	opMu  sync.Mutex
+	leave atomic.Bool
 
-	mu       sync.Mutex
-	g        *collective.Group
-	last     boundary
-	restored []byte
-	closed   bool
-}
-
-type boundaryResult struct {
-	out membership.Outcome
-	err error
+	mu     sync.Mutex // guards the fields below
+	g      *collective.Group
+	last   boundary
+	sync   membership.SyncOrder
+	closed bool
 }
 
 func startSession(ctx context.Context, cfg settings) (_ *session, err error) {
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	s := &session{cfg: cfg, log: log.With("node", cfg.NodeID), want: make(chan uint64), give: make(chan []byte)}
+	s := &session{cfg: cfg, log: log.With("node", cfg.NodeID)}
 	cluster, err := secret.New(cfg.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("cluster secret: %w", err)
@@ -130,8 +113,7 @@ func startSession(ctx context.Context, cfg settings) (_ *session, err error) {
 	mc.GossipKey = cluster.GossipKey()
 	mc.Endpoint = s.ep
 	mc.MinMembers = cfg.MinPeers
-	mc.Snapshot = s.snapshot
-	mc.Restore = s.restore
+	// Snapshot and Restore stay nil: deferred sync (rt_state_send/recv).
 	mc.OnRoster = func(r membership.Roster) {
 		for _, p := range r.Peers {
 			if p.QUICAddr != "" && p.ID != cfg.NodeID {
@@ -146,82 +128,31 @@ func startSession(ctx context.Context, cfg settings) (_ *session, err error) {
 	return s, nil
 }
 
-// snapshot runs on the Boundary goroutine: it asks the host for its state.
-func (s *session) snapshot() ([]byte, error) {
-	t := time.NewTimer(s.cfg.OpTimeout)
-	defer t.Stop()
-	select {
-	case s.want <- s.mem.Epoch().Number:
-	case <-s.ctx.Done():
-		return nil, s.ctx.Err()
-	case <-t.C:
-		return nil, fmt.Errorf("node %s: state sync: the host did not reach rt_boundary within %s", s.cfg.NodeID, s.cfg.OpTimeout)
-	}
-	select {
-	case b := <-s.give:
-		return b, nil
-	case <-s.ctx.Done():
-		return nil, s.ctx.Err()
-	case <-t.C:
-		return nil, fmt.Errorf("node %s: state sync in epoch %d: the host did not call rt_state_send within %s", s.cfg.NodeID, s.mem.Epoch().Number, s.cfg.OpTimeout)
-	}
-}
-
-func (s *session) restore(b []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.restored = slices.Clone(b)
-	return nil
-}
-
-// boundaryCall runs membership.Boundary. It returns the outcome, or the
-// epoch for which the host must send its state (pending is then set).
+// boundaryCall runs membership.Boundary and installs its outcome.
 func (s *session) boundaryCall(ctx context.Context, step membership.Step) (boundary, error) {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
-	if s.pending != nil {
-		return boundary{}, fmt.Errorf("node %s: boundary: the previous boundary asked for the state; call rt_state_send first", s.cfg.NodeID)
-	}
 	if s.leave.Load() {
 		step.Leave = true
 	}
-	ch := make(chan boundaryResult, 1)
-	// Boundary blocks for as long as admission takes; only ctx (the
-	// library's, cancelled by rt_close) bounds it.
-	go func() {
-		out, err := s.mem.Boundary(ctx, step)
-		ch <- boundaryResult{out, err}
-	}()
-	select {
-	case r := <-ch:
-		return s.finish(ctx, r)
-	case e := <-s.want:
-		s.pending = ch
-		ep := s.mem.Epoch() // Boundary is blocked in Snapshot: safe to read
-		b := boundary{Epoch: e, Step: step.Done, Rank: slices.Index(ep.Members, s.cfg.NodeID), Size: len(ep.Members), Role: roleSend, Changed: true, Members: ep.Members}
-		s.mu.Lock()
-		s.last = b
-		s.mu.Unlock()
-		return b, nil
+	out, err := s.mem.Boundary(ctx, step)
+	if err != nil {
+		return boundary{}, err
 	}
-}
-
-// finish installs a Boundary outcome: the epoch's group, and the role.
-func (s *session) finish(ctx context.Context, r boundaryResult) (boundary, error) {
-	if r.err != nil {
-		return boundary{}, r.err
-	}
-	out := r.out
 	b := boundary{Epoch: out.Epoch.Number, Step: out.Step, Size: len(out.Epoch.Members), Changed: out.Changed, Left: out.Left, Members: slices.Clone(out.Epoch.Members)}
 	b.Rank = slices.Index(out.Epoch.Members, s.cfg.NodeID)
-	if out.Restored {
+	switch {
+	case len(out.Sync.Targets) == 0:
+	case out.Sync.Source == s.cfg.NodeID:
+		b.Role = roleSend
+	case out.Sync.Has(s.cfg.NodeID):
 		b.Role = roleRecv
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.last, s.sync = b, out.Sync
 	if out.Left {
 		s.g = nil
-		s.last = b
 		return b, nil
 	}
 	if out.Changed || s.g == nil || s.g.Epoch() != out.Epoch.Number {
@@ -229,44 +160,43 @@ func (s *session) finish(ctx context.Context, r boundaryResult) (boundary, error
 		g, err := collective.New(ctx, collective.Config{Endpoint: s.ep, Members: out.Epoch.Members, Epoch: out.Epoch.Number, ChunkBytes: s.cfg.ChunkBytes, Timeout: s.cfg.OpTimeout})
 		if err != nil {
 			s.g = nil
-			return b, fmt.Errorf("node %s: epoch %d: cannot reach the ring: %w (report it as a failed step at the next boundary)", s.cfg.NodeID, out.Epoch.Number, err)
+			return b, fmt.Errorf("node %s: epoch %d: cannot reach the ring: %w", s.cfg.NodeID, out.Epoch.Number, err)
 		}
 		s.g = g
 		b.Changed = true
+		s.last.Changed = true
 	}
-	s.last = b
 	return b, nil
 }
 
-// sendState gives the state the pending boundary asked for and waits for
-// the boundary to finish.
-func (s *session) sendState(ctx context.Context, state []byte) (boundary, error) {
+// sendState sends this node's state to the targets of the last boundary.
+func (s *session) sendState(ctx context.Context, state []byte) error {
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
-	if s.pending == nil {
-		return boundary{}, fmt.Errorf("node %s: state send: no peer is waiting for this node's state (the boundary's role is not send)", s.cfg.NodeID)
+	s.mu.Lock()
+	b, o := s.last, s.sync
+	s.mu.Unlock()
+	if b.Role != roleSend {
+		return fmt.Errorf("%w: node %s: state send in epoch %d: this node is not the sync source (source %q)", errInvalid, s.cfg.NodeID, b.Epoch, o.Source)
 	}
-	ch := s.pending
-	s.pending = nil
-	select {
-	case s.give <- slices.Clone(state):
-	case r := <-ch: // Snapshot timed out and Boundary ended
-		_, err := s.finish(ctx, r)
-		return boundary{}, errors.Join(fmt.Errorf("node %s: state send: the boundary ended first", s.cfg.NodeID), err)
-	}
-	return s.finish(ctx, <-ch)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+	defer cancel()
+	return s.mem.SendState(ctx, b.Epoch, o.Targets, state)
 }
 
-// recvState returns the state received in the last boundary.
-func (s *session) recvState() ([]byte, error) {
+// recvState receives the state the last boundary said this node needs.
+func (s *session) recvState(ctx context.Context) ([]byte, error) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.restored
-	s.restored = nil
-	if b == nil {
-		return nil, fmt.Errorf("node %s: state receive: no state was received in the last boundary (epoch %d; its role is not recv)", s.cfg.NodeID, s.last.Epoch)
+	b, o := s.last, s.sync
+	s.mu.Unlock()
+	if b.Role != roleRecv {
+		return nil, fmt.Errorf("%w: node %s: state receive in epoch %d: this node is not a sync target", errInvalid, s.cfg.NodeID, b.Epoch)
 	}
-	return b, nil
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+	defer cancel()
+	return s.mem.RecvState(ctx, b.Epoch, o.Source)
 }
 
 // group returns the current epoch's group.
@@ -293,17 +223,16 @@ func (s *session) close() error {
 	if s.cancel != nil {
 		s.cancel() // ends a boundary still waiting
 	}
-	s.opMu.Lock()
-	if s.pending != nil {
-		<-s.pending // its Snapshot sees ctx end
-		s.pending = nil
-	}
-	s.opMu.Unlock()
 	s.mu.Lock()
 	s.closed = true
 	s.g = nil
 	s.mu.Unlock()
-	return errors.Join(s.mem.Close(), s.ep.Close())
+	if err := s.mem.Close(); err != nil {
+		// Typically memberlist's leave broadcast timing out when the peers
+		// are gone already: nothing the host can act on.
+		s.log.Info("membership close", "err", err)
+	}
+	return s.ep.Close()
 }
 
 func splitHostPort(a string) (string, int, error) {

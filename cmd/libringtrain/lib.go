@@ -180,7 +180,7 @@ func (l *library) allReduce(h int64, p unsafe.Pointer, count int64, dt dtype, op
 	if err != nil {
 		return err
 	}
-	if err := comm(g.AllReduce(s.ctx, b.f32, o)); err != nil {
+	if err := comm(g.AllReduceWire(s.ctx, b.f32, o, s.wireFor(dt))); err != nil {
 		return err
 	}
 	b.finish()
@@ -206,7 +206,7 @@ func (l *library) allReduceAsync(h int64, p unsafe.Pointer, count int64, dt dtyp
 	if err != nil {
 		return 0, err
 	}
-	gh := g.AllReduceAsync(s.ctx, b.f32, o)
+	gh := g.AllReduceWireAsync(s.ctx, b.f32, o, s.wireFor(dt))
 	r := &request{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)

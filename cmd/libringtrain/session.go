@@ -49,6 +49,7 @@ type session struct {
 	cancel context.CancelFunc
 	ep     *quic.Endpoint
 	mem    *membership.Member
+	wire   collective.DType // wire dtype of fp32 all-reduces
 
 	// opMu serialises boundary and state calls (one training loop per
 	// node); leave may be set from any thread.
@@ -66,6 +67,9 @@ func startSession(ctx context.Context, cfg settings) (_ *session, err error) {
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	s := &session{cfg: cfg, log: log.With("node", cfg.NodeID)}
+	if s.wire, err = collective.ParseDType(cfg.Wire); err != nil {
+		return nil, fmt.Errorf("wire-dtype: %w", err)
+	}
 	cluster, err := secret.New(cfg.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("cluster secret: %w", err)
@@ -197,6 +201,16 @@ func (s *session) recvState(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel()
 	return s.mem.RecvState(ctx, b.Epoch, o.Source)
+}
+
+// wireFor is the wire dtype of an all-reduce of a buffer of dtype dt: a
+// 16-bit buffer travels in its own format (its precision is all there is),
+// an fp32 buffer in the node's wire-dtype.
+func (s *session) wireFor(dt dtype) collective.DType {
+	if dt != fp32 {
+		return collective.DType(dt)
+	}
+	return s.wire
 }
 
 // group returns the current epoch's group.

@@ -23,6 +23,7 @@ var forbidden = []struct {
 	{"collective", []string{mod + "membership", mod + "train", mod + "transport/quic", mod + "internal/wire", "github.com/quic-go", "github.com/hashicorp/memberlist"}},
 	{"membership", []string{mod + "collective", mod + "ring", mod + "train", mod + "internal/wire"}},
 	{"transport", []string{mod + "ring", mod + "collective", mod + "membership", mod + "train"}},
+	{"node", []string{mod + "train", mod + "cmd"}},
 }
 
 func TestImportsPointDown(t *testing.T) {

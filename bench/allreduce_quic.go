@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/ringtrain/ringtrain/internal/secret"
 	"github.com/ringtrain/ringtrain/transport"
 	"github.com/ringtrain/ringtrain/transport/quic"
 )
@@ -29,17 +28,13 @@ func newQUICEndpoint(ctx context.Context, id string, addrs map[string]string, se
 	if err != nil {
 		return nil, fmt.Errorf("cluster secret: %w", err)
 	}
-	cl, err := secret.New(raw)
-	if err != nil {
-		return nil, err
-	}
 	peers := map[string]string{}
 	for p, a := range addrs {
 		if p != id {
 			peers[p] = a
 		}
 	}
-	ep, err := quic.Listen(quic.Config{ID: id, Cluster: cl, ListenAddr: addrs[id], Peers: peers})
+	ep, err := quic.Listen(quic.Config{ID: id, Secret: raw, ListenAddr: addrs[id], Peers: peers})
 	if err != nil {
 		return nil, err
 	}

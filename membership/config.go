@@ -52,6 +52,11 @@ type Config struct {
 	// Restore installs state received from a peer; called inside Boundary
 	// before it returns the new epoch.
 	Restore func(state []byte) error
+	// Held is the last epoch this node applied before it restarted, as
+	// Member.Held returned it into the trainer's checkpoint (zero for a
+	// fresh node). A node that held an epoch never forms a first epoch
+	// unless a majority of that epoch's members are among the candidates.
+	Held Epoch
 	// OnRoster, if set, receives every roster change (synchronously, from
 	// memberlist's event goroutine: it must not block). Use it to register
 	// peers' QUIC addresses with the endpoint.

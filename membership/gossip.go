@@ -69,6 +69,8 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	}
 	m.metaBytes = b
 	m.ag.init()
+	m.ag.held = Epoch{Number: cfg.Held.Number, Members: slices.Clone(cfg.Held.Members)}
+	m.ag.seen = cfg.Held.Number
 
 	g := *cfg.Gossip
 	g.Name = cfg.ID
@@ -331,7 +333,7 @@ func (m *Member) receive(peer string) {
 			m.forgetReceiver(peer)
 			return
 		}
-		if errors.Is(err, transport.ErrPeerLost) {
+		if definiteLoss(err) {
 			select {
 			case m.lost <- peer:
 			default:
@@ -406,6 +408,25 @@ func (m *Member) send(ctx context.Context, to string, mm *msg, timeout time.Dura
 		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
 	}
 	return nil
+}
+
+// sendAsync sends mm to peer in the background, tracked by the member's
+// wait group and bounded by timeout and the member's lifetime: the
+// protocol's loop never blocks on a peer that does not read.
+func (m *Member) sendAsync(to string, mm *msg, timeout time.Duration) {
+	m.mu.Lock()
+	if m.ctx.Err() != nil {
+		m.mu.Unlock()
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		if err := m.send(m.ctx, to, mm, timeout); err != nil {
+			m.log.Debug("control send failed", "peer", to, "kind", mm.Kind, "err", err)
+		}
+	}()
 }
 
 // sendAll sends mm to every peer in to (self skipped) concurrently and

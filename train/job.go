@@ -6,29 +6,32 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/data"
 	"github.com/ringtrain/ringtrain/membership"
-	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/node"
 )
 
-// Membership is what the elastic loop needs from the membership layer:
-// agreement on the epoch of the next step at every step boundary.
-// *membership.Member satisfies it.
-type Membership interface {
-	Boundary(ctx context.Context, s membership.Step) (membership.Outcome, error)
+// Node is what the elastic loop needs from the node it runs on: agreement
+// on the epoch of the next step, with its collective group, at every step
+// boundary. *node.Node satisfies it.
+type Node interface {
+	ID() string
+	Boundary(ctx context.Context, s node.Step) (node.Boundary, error)
+	// RequestLeave makes a node still waiting for admission stop waiting.
+	RequestLeave()
 }
 
 // JobConfig configures an elastic training job on one node.
 type JobConfig struct {
-	Trainer  *Trainer
-	Member   Membership
-	Endpoint transport.Endpoint
-	// ChunkBytes and OpTimeout configure each epoch's collective.Group.
-	ChunkBytes int
-	OpTimeout  time.Duration
+	Trainer *Trainer
+	// Node gives each step's epoch and group; it is configured with the
+	// Trainer's MarshalState and UnmarshalState as its Snapshot and
+	// Restore.
+	Node Node
 	// Steps stops the job at this global step; if 0, Epochs data epochs.
 	Steps  uint64
 	Epochs int
@@ -118,34 +121,30 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 	)
 	// A node still waiting to be admitted sees a leave request at once;
 	// members see it at their next step boundary.
-	if lr, ok := jc.Member.(interface{ RequestLeave() }); ok && jc.Leave != nil {
+	if jc.Leave != nil {
+		var wg sync.WaitGroup
 		stop := make(chan struct{})
+		defer wg.Wait()
 		defer close(stop)
-		go func() {
+		wg.Go(func() {
 			select {
 			case <-jc.Leave:
-				lr.RequestLeave()
+				jc.Node.RequestLeave()
 			case <-stop:
 			}
-		}()
+		})
 	}
-	out, err := jc.Member.Boundary(ctx, membership.Step{Done: t.step})
+	out, err := jc.Node.Boundary(ctx, node.Step{Done: t.step})
 	for {
 		if err != nil {
-			return res, fmt.Errorf("train: node %s at step %d: %w", jc.Endpoint.ID(), t.step, err)
+			return res, fmt.Errorf("train: node %s at step %d: %w", jc.Node.ID(), t.step, err)
 		}
 		if out.Left {
 			res.Left = true
 			break
 		}
 		if out.Changed || g == nil {
-			cur = out.Epoch
-			g, err = collective.New(ctx, collective.Config{Endpoint: jc.Endpoint, Members: cur.Members, Epoch: cur.Number, ChunkBytes: jc.ChunkBytes, Timeout: jc.OpTimeout})
-			if err != nil {
-				log.Warn("cannot reach the new ring", "epoch", cur.Number, "err", err)
-				out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: err})
-				continue
-			}
+			cur, g = membership.Epoch{Number: out.Epoch, Members: out.Members}, out.Group
 			if jc.OnEpoch != nil {
 				jc.OnEpoch(cur)
 			}
@@ -163,7 +162,7 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 				break
 			}
 			log.Warn("final check failed; forming the next epoch", "step", t.step, "epoch", cur.Number, "err", ferr)
-			out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: ferr})
+			out, err = jc.Node.Boundary(ctx, node.Step{Done: t.step, Err: ferr})
 			continue
 		}
 		serr := jc.step(ctx, g, cur, &res, &last)
@@ -181,7 +180,7 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		// A leave is announced in the boundary right after a step, which
 		// every member attends, so the others form the next epoch without
 		// this node and no collective waits for it.
-		out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: serr, Leave: leaving(jc.Leave)})
+		out, err = jc.Node.Boundary(ctx, node.Step{Done: t.step, Err: serr, Leave: leaving(jc.Leave)})
 	}
 	res.Steps, res.Epoch, res.Digest = t.step, cur, t.Digest()
 	if res.Left || g == nil {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -14,13 +15,23 @@ func TestParseConfig(t *testing.T) {
 		check   func(*config) bool
 		wantErr string
 	}{
-		{"defaults", nil, nil, func(c *config) bool { return c.Model == "mlp" && c.Batch == 64 && c.Listen == "0.0.0.0:7946" }, ""},
-		{"env twin", nil, map[string]string{"RINGTRAIN_MODEL": "cnn", "RINGTRAIN_MIN_PEERS": "3"}, func(c *config) bool { return c.Model == "cnn" && c.MinPeers == 3 }, ""},
+		{"defaults", nil, nil, func(c *config) bool {
+			return c.Model == "mlp" && c.Batch == 64 && c.Node.Listen == "0.0.0.0:7946" && c.Node.QUICListen == "0.0.0.0:7947" && c.Node.MinPeers == 1
+		}, ""},
+		{"env twin", nil, map[string]string{"RINGTRAIN_MODEL": "cnn", "RINGTRAIN_MIN_PEERS": "3"}, func(c *config) bool { return c.Model == "cnn" && c.Node.MinPeers == 3 }, ""},
 		{"flag beats env", []string{"--model", "mlp"}, map[string]string{"RINGTRAIN_MODEL": "cnn"}, func(c *config) bool { return c.Model == "mlp" }, ""},
 		{"bad env value", nil, map[string]string{"RINGTRAIN_BATCH": "many"}, nil, "RINGTRAIN_BATCH"},
 		{"bad model", []string{"--model", "resnet"}, nil, nil, "--model"},
 		{"resume needs dir", []string{"--resume"}, nil, nil, "--checkpoint-dir"},
-		{"two secrets", []string{"--secret", "a", "--secret-file", "b"}, nil, nil, "not both"},
+		{"two secrets", []string{"--secret", "a-secret-of-16-bytes", "--secret-file", "b"}, nil, nil, "not both"},
+		{"node flags", []string{"--seeds", "10.0.0.1:7946, 10.0.0.2:7946", "--insecure", "--chunk-bytes", "4096", "--op-timeout", "3s", "--node-id", "n1"}, nil,
+			func(c *config) bool {
+				return strings.Join(c.Node.Seeds, " ") == "10.0.0.1:7946 10.0.0.2:7946" && c.Node.Insecure && c.Node.ChunkBytes == 4096 &&
+					c.Node.OpTimeout == 3*time.Second && c.Node.ID == "n1"
+			}, ""},
+		{"bad node flag", []string{"--min-peers", "0"}, nil, nil, `--min-peers "0": must be at least 1`},
+		{"bad node env", nil, map[string]string{"RINGTRAIN_OP_TIMEOUT": "soon"}, nil, `RINGTRAIN_OP_TIMEOUT="soon"`},
+		{"short secret not echoed", []string{"--secret", "hunter2"}, nil, nil, "--secret: 7 bytes, want at least 16"},
 		{"stray argument", []string{"train"}, nil, nil, "unexpected"},
 	}
 	for _, tc := range cases {
@@ -52,25 +63,5 @@ func TestHelpListsEveryFlagAndEnv(t *testing.T) {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("--help lacks %s", want)
 		}
-	}
-}
-
-func TestLoopbackOnly(t *testing.T) {
-	cases := []struct {
-		name string
-		c    config
-		want bool
-	}{
-		{"local", config{Listen: "127.0.0.1:0", QUICListen: "127.0.0.1:0", Seeds: "127.0.0.1:7946"}, true},
-		{"localhost seed", config{Listen: "127.0.0.1:1", QUICListen: "[::1]:2", Seeds: "localhost:7946"}, true},
-		{"all interfaces", config{Listen: "0.0.0.0:7946", QUICListen: "127.0.0.1:0"}, false},
-		{"remote seed", config{Listen: "127.0.0.1:0", QUICListen: "127.0.0.1:0", Seeds: "10.0.0.5:7946"}, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.c.loopbackOnly(); got != tc.want {
-				t.Fatalf("got %v, want %v", got, tc.want)
-			}
-		})
 	}
 }

@@ -3,6 +3,7 @@ package quic
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -12,13 +13,16 @@ import (
 	"github.com/ringtrain/ringtrain/internal/wire"
 )
 
-// Config configures an Endpoint. ID and Cluster are required; zero values of
-// the other fields select the defaults below.
+// Config configures an Endpoint. ID and Secret are required; zero values of
+// the other fields select the defaults below. Every field is of a public
+// type, so a program outside this module can configure an Endpoint.
 type Config struct {
 	// ID is this node's ID; it is the name in its certificate.
 	ID string
-	// Cluster is the cluster identity derived from the secret.
-	Cluster *secret.Cluster
+	// Secret is the cluster secret (at least MinSecretLen bytes). Listen
+	// derives the cluster CA from it and makes this node's certificate;
+	// peers are trusted only if theirs chains to the same CA.
+	Secret []byte
 	// ListenAddr is the UDP address to bind. Default "127.0.0.1:0".
 	ListenAddr string
 	// Peers are initial peer addresses (node ID → host:port); AddPeer adds
@@ -44,7 +48,23 @@ type Config struct {
 	// Logger receives warnings (refused peers, protocol violations, small
 	// UDP buffers). Default slog.Default().
 	Logger *slog.Logger
+
+	// cluster is what Secret derives; set by withDefaults.
+	cluster *secret.Cluster
 }
+
+// MinSecretLen is the shortest cluster secret accepted: shorter ones are
+// refused rather than stretched.
+const MinSecretLen = secret.MinSecretLen
+
+// ErrForeignPeer is wrapped by dial and handshake errors when the peer runs
+// with another cluster secret (its certificate is not signed by our CA, or
+// it refused ours).
+var ErrForeignPeer = secret.ErrForeignPeer
+
+// ErrWrongPeer is wrapped when a peer's certificate is valid for the
+// cluster but names another node than the one dialed.
+var ErrWrongPeer = secret.ErrWrongPeer
 
 // Flow-control windows sized for bulk transfer: a stream's first chunk
 // (collective.DefaultChunkBytes = 256 KiB) fits its initial window, and the
@@ -63,9 +83,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ID == "" {
 		return c, errors.New("quic: Config.ID is empty")
 	}
-	if c.Cluster == nil {
-		return c, errors.New("quic: Config.Cluster is nil (use secret.New or secret.Ephemeral)")
+	if len(c.Secret) < MinSecretLen {
+		return c, fmt.Errorf("quic: node %s: Config.Secret has %d bytes, want at least %d", c.ID, len(c.Secret), MinSecretLen)
 	}
+	cl, err := secret.New(c.Secret)
+	if err != nil {
+		return c, fmt.Errorf("quic: node %s: cluster secret: %w", c.ID, err)
+	}
+	c.cluster = cl
 	if c.ListenAddr == "" {
 		c.ListenAddr = "127.0.0.1:0"
 	}

@@ -1,5 +1,5 @@
 // Package quic implements transport.Endpoint over QUIC (quic-go) with mutual
-// TLS 1.3 from the cluster secret (internal/secret).
+// TLS 1.3 from the cluster secret (Config.Secret; derivation in internal/secret).
 //
 // Design and invariants:
 //   - One quic.Transport, hence one UDP socket, per Endpoint.

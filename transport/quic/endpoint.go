@@ -58,7 +58,7 @@ func Listen(cfg Config) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	node, err := cfg.Cluster.Node(cfg.ID)
+	node, err := cfg.cluster.Node(cfg.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +416,7 @@ func (e *Endpoint) acceptLoop() {
 // handleIncoming reads the dialer's Hello and decides whether the new
 // connection becomes the pair's connection (see the package comment).
 func (e *Endpoint) handleIncoming(qc *quicgo.Conn) {
-	peer, err := e.cfg.Cluster.PeerID(qc.ConnectionState().TLS)
+	peer, err := e.cfg.cluster.PeerID(qc.ConnectionState().TLS)
 	if err != nil { // cannot happen after our VerifyPeerCertificate; be safe
 		qc.CloseWithError(codeProtocol, "certificate")
 		return

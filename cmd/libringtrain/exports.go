@@ -24,10 +24,14 @@ typedef struct {
 import "C"
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/ringtrain/ringtrain/data"
+	"github.com/ringtrain/ringtrain/node"
 )
 
 var theLib = newLibrary()
@@ -89,12 +93,12 @@ func rt_members(h C.int64_t, buf *C.char, capacity C.size_t) C.int64_t {
 //
 //export rt_node_id
 func rt_node_id(h C.int64_t, buf *C.char, capacity C.size_t) C.int64_t {
-	return describe(h, buf, capacity, func(s *session) string { return s.cfg.NodeID })
+	return describe(h, buf, capacity, func(s *session) string { return s.n.ID() })
 }
 
 //export rt_gossip_addr
 func rt_gossip_addr(h C.int64_t, buf *C.char, capacity C.size_t) C.int64_t {
-	return describe(h, buf, capacity, func(s *session) string { return s.mem.GossipAddr() })
+	return describe(h, buf, capacity, func(s *session) string { return s.n.GossipAddr() })
 }
 
 func describe(h C.int64_t, buf *C.char, capacity C.size_t, f func(*session) string) C.int64_t {
@@ -190,7 +194,9 @@ func rt_state_send(h C.int64_t, state unsafe.Pointer, n C.size_t) C.int {
 			// Only read during the call (membership copies it into chunks).
 			b = unsafe.Slice((*byte)(state), int(n))
 		}
-		return comm(s.sendState(s.ctx, b))
+		ctx, cancel := context.WithTimeout(s.ctx, s.opTimeout())
+		defer cancel()
+		return syncErr(s.n.SendState(ctx, b))
 	}))
 }
 
@@ -207,9 +213,11 @@ func rt_state_recv(h C.int64_t, state *unsafe.Pointer, n *C.size_t) C.int {
 		if state == nil || n == nil {
 			return errInvalidf("state receive: null output pointers")
 		}
-		b, err := s.recvState(s.ctx)
+		ctx, cancel := context.WithTimeout(s.ctx, s.opTimeout())
+		defer cancel()
+		b, err := s.n.RecvState(ctx)
 		if err != nil {
-			return comm(err)
+			return syncErr(err)
 		}
 		*state = C.CBytes(b)
 		*n = C.size_t(len(b))
@@ -230,7 +238,7 @@ func rt_leave(h C.int64_t) C.int {
 		if err != nil {
 			return err
 		}
-		s.requestLeave()
+		s.n.RequestLeave()
 		return nil
 	}))
 }
@@ -249,6 +257,18 @@ func rt_last_error(buf *C.char, capacity C.size_t) C.int64_t {
 	copyOut(buf, capacity, m)
 	return C.int64_t(len(m))
 }
+
+// syncErr: a state call in the wrong role is the host's mistake (the node
+// is unaffected); any other failure is a failed transfer.
+func syncErr(err error) error {
+	if errors.Is(err, node.ErrNoSyncRole) {
+		return errInvalidf("%v", err)
+	}
+	return comm(err)
+}
+
+// opTimeout bounds one state transfer.
+func (s *session) opTimeout() time.Duration { return 10 * time.Minute }
 
 func cbool(b bool) C.int32_t {
 	if b {
@@ -294,4 +314,90 @@ func rt_data_share(cursor, n, rank, size, perPeer C.int64_t, out *C.int64_t) C.i
 		o[0], o[1], o[2] = C.int64_t(s.Lo), C.int64_t(s.Hi), C.int64_t(s.Global)
 		return nil
 	}))
+}
+
+// rt_bucketer_new plans a bucketed all-reduce of the fp32 arena (count
+// elements) whose segments are given as nsegs (offset, length) pairs in
+// segs, in the order backward makes them ready. The arena must stay alive
+// and in place until rt_free.
+//
+//export rt_bucketer_new
+func rt_bucketer_new(h C.int64_t, arena unsafe.Pointer, count C.int64_t, segs *C.int64_t, nsegs C.int64_t, bucketBytes C.int64_t, op C.int, wire C.int, out *C.int64_t) C.int {
+	return C.int(theLib.call("bucketer", func() error {
+		if nsegs < 0 || nsegs > 1<<24 || (nsegs > 0 && segs == nil) || out == nil {
+			return errInvalidf("bucketer: %d segments", nsegs)
+		}
+		var ss []int64
+		if nsegs > 0 {
+			for _, v := range unsafe.Slice(segs, 2*int(nsegs)) { // copied: segs is not kept
+				ss = append(ss, int64(v))
+			}
+		}
+		b, err := theLib.newBucketer(int64(h), arena, int64(count), ss, int64(bucketBytes), int32(op), dtype(wire))
+		if err == nil {
+			*out = C.int64_t(b)
+		}
+		return err
+	}))
+}
+
+// rt_bucketer_buckets returns the number of buckets planned (negative on error).
+//
+//export rt_bucketer_buckets
+func rt_bucketer_buckets(b C.int64_t) C.int64_t {
+	var n int64 = -1
+	theLib.call("bucketer", func() error {
+		bk, err := get[*bucketer](theLib, int64(b), "bucketer")
+		if err == nil {
+			n = int64(len(bk.b.Buckets()))
+		}
+		return err
+	})
+	return C.int64_t(n)
+}
+
+// rt_bucketer_start begins one step's round on the node's current epoch.
+//
+//export rt_bucketer_start
+func rt_bucketer_start(b C.int64_t) C.int {
+	return C.int(theLib.call("bucketed all-reduce", func() error {
+		bk, err := get[*bucketer](theLib, int64(b), "bucketer")
+		if err != nil {
+			return err
+		}
+		return bk.start()
+	}))
+}
+
+// rt_bucketer_ready marks segment seg final; full buckets launch at once.
+//
+//export rt_bucketer_ready
+func rt_bucketer_ready(b C.int64_t, seg C.int64_t) C.int {
+	return C.int(theLib.call("bucketed all-reduce", func() error {
+		bk, err := get[*bucketer](theLib, int64(b), "bucketer")
+		if err != nil {
+			return err
+		}
+		return bk.markReady(int64(seg))
+	}))
+}
+
+// rt_bucketer_wait launches the rest of the round and waits for it.
+//
+//export rt_bucketer_wait
+func rt_bucketer_wait(b C.int64_t) C.int {
+	return C.int(theLib.call("bucketed all-reduce", func() error {
+		bk, err := get[*bucketer](theLib, int64(b), "bucketer")
+		if err != nil {
+			return err
+		}
+		return bk.wait()
+	}))
+}
+
+// rt_free frees a request (waiting for it) or a bucketer (finishing its round).
+//
+//export rt_free
+func rt_free(h C.int64_t) C.int {
+	return C.int(theLib.call("free", func() error { return theLib.free(int64(h)) }))
 }

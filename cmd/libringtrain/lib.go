@@ -10,7 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/ringtrain/ringtrain/collective"
-	"github.com/ringtrain/ringtrain/membership"
+	"github.com/ringtrain/ringtrain/node"
 )
 
 // Return codes of every rt_* call (the C constants RT_OK…).
@@ -326,11 +326,11 @@ func (l *library) boundary(h int64, done uint64, failed bool, errMsg string, lea
 	if err != nil {
 		return boundary{}, err
 	}
-	st := membership.Step{Done: done, Leave: leave}
+	st := node.Step{Done: done, Leave: leave}
 	if failed {
 		st.Err = errors.New(errMsg)
 	}
-	b, err := s.boundaryCall(s.ctx, st)
+	b, err := s.boundaryCall(st)
 	if err != nil && s.ctx.Err() != nil {
 		return b, fmt.Errorf("%w: %w", errClosed, err)
 	}
@@ -342,13 +342,14 @@ func (l *library) init(js []byte) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", errInvalid, err)
 	}
-	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+	// Start returns once the node joined the gossip; the join has its own
+	// timeout, this one only bounds a stuck start.
+	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Minute)
 	defer cancel()
-	s, err := startSession(ctx, cfg)
+	s, err := startSession(ctx, l.ctx, cfg)
 	if err != nil {
 		return 0, err
 	}
-	s.ctx, s.cancel = context.WithCancel(l.ctx)
 	return l.put(s), nil
 }
 

@@ -4,17 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"slices"
-	"strconv"
 	"sync"
-	"sync/atomic"
 
 	"github.com/ringtrain/ringtrain/collective"
-	"github.com/ringtrain/ringtrain/internal/secret"
-	"github.com/ringtrain/ringtrain/membership"
-	"github.com/ringtrain/ringtrain/transport/quic"
+	"github.com/ringtrain/ringtrain/node"
 )
 
 // Sync roles a boundary hands the host.
@@ -36,171 +30,62 @@ type boundary struct {
 	Members []string
 }
 
-// session is one node: its QUIC endpoint, membership (in deferred sync
-// mode: Boundary names the transfer, the host runs it) and the current
-// epoch's collective group. The host serialises its state only on the one
-// member that must send it, and only when someone is behind.
+// session is one node.Node in deferred sync mode (Boundary names the
+// transfer, the host runs it with rt_state_send/recv): the host serialises
+// its state only on the one member that must send it, and only when a
+// member is behind.
 type session struct {
-	cfg settings
-	log *slog.Logger
+	n    *node.Node
+	log  *slog.Logger
+	wire collective.DType // wire dtype of fp32 all-reduces
 	// ctx bounds every call of this node; close cancels it, which ends a
 	// boundary still waiting for admission.
 	ctx    context.Context
 	cancel context.CancelFunc
-	ep     *quic.Endpoint
-	mem    *membership.Member
-	wire   collective.DType // wire dtype of fp32 all-reduces
-
-	// opMu serialises boundary and state calls (one training loop per
-	// node); leave may be set from any thread.
-	opMu  sync.Mutex
-	leave atomic.Bool
 
 	mu     sync.Mutex // guards the fields below
 	g      *collective.Group
 	last   boundary
-	sync   membership.SyncOrder
 	closed bool
 }
 
-func startSession(ctx context.Context, cfg settings) (_ *session, err error) {
+func startSession(ctx context.Context, parent context.Context, cfg settings) (*session, error) {
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	s := &session{cfg: cfg, log: log.With("node", cfg.NodeID)}
-	if s.wire, err = collective.ParseDType(cfg.Wire); err != nil {
-		return nil, fmt.Errorf("wire-dtype: %w", err)
-	}
-	cluster, err := secret.New(cfg.Secret)
+	wire, err := collective.ParseDType(cfg.Wire)
 	if err != nil {
-		return nil, fmt.Errorf("cluster secret: %w", err)
+		return nil, fmt.Errorf("%w: wire-dtype: %w", errInvalid, err)
 	}
-	s.ep, err = quic.Listen(quic.Config{ID: cfg.NodeID, Cluster: cluster, ListenAddr: cfg.QUICListen, Logger: log.With("component", "quic")})
+	nc := cfg.Node
+	nc.Logger = log
+	// Snapshot and Restore stay nil: deferred sync.
+	n, err := node.Start(ctx, nc)
 	if err != nil {
-		return nil, fmt.Errorf("quic listen %s: %w", cfg.QUICListen, err)
-	}
-	defer func() {
-		if err != nil {
-			s.ep.Close()
-		}
-	}()
-	quicAddr, err := advertised(cfg.QUICAdvertise, cfg.Advertise, s.ep.Addr())
-	if err != nil {
-		return nil, fmt.Errorf("quic-advertise: %w", err)
-	}
-	mc := membership.LANConfig()
-	if cfg.loopbackOnly() {
-		mc = membership.LocalConfig()
-	}
-	host, port, err := splitHostPort(cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	mc.Gossip.BindAddr, mc.Gossip.BindPort, mc.Gossip.AdvertisePort = host, port, port
-	if cfg.Advertise != "" {
-		ah, ap, err := splitHostPort(cfg.Advertise)
-		if err != nil {
-			return nil, fmt.Errorf("advertise: %w", err)
-		}
-		if net.ParseIP(ah) == nil {
-			ips, err := net.LookupIP(ah)
-			if err != nil || len(ips) == 0 {
-				return nil, fmt.Errorf("advertise: resolve %s: %v", ah, err)
-			}
-			ah = ips[0].String()
-		}
-		mc.Gossip.AdvertiseAddr, mc.Gossip.AdvertisePort = ah, ap
-	}
-	mc.ID = cfg.NodeID
-	mc.QUICAddr = quicAddr
-	mc.Fingerprint = cfg.Fingerprint
-	mc.Seeds = cfg.Seeds
-	mc.GossipKey = cluster.GossipKey()
-	mc.Endpoint = s.ep
-	mc.MinMembers = cfg.MinPeers
-	// Snapshot and Restore stay nil: deferred sync (rt_state_send/recv).
-	mc.OnRoster = func(r membership.Roster) {
-		for _, p := range r.Peers {
-			if p.QUICAddr != "" && p.ID != cfg.NodeID {
-				s.ep.AddPeer(p.ID, p.QUICAddr)
-			}
-		}
-	}
-	mc.Logger = log.With("component", "membership")
-	if s.mem, err = membership.New(ctx, mc); err != nil {
 		return nil, err
 	}
+	s := &session{n: n, log: log.With("node", n.ID()), wire: wire}
+	s.ctx, s.cancel = context.WithCancel(parent)
 	return s, nil
 }
 
-// boundaryCall runs membership.Boundary and installs its outcome.
-func (s *session) boundaryCall(ctx context.Context, step membership.Step) (boundary, error) {
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
-	if s.leave.Load() {
-		step.Leave = true
-	}
-	out, err := s.mem.Boundary(ctx, step)
+// boundaryCall runs node.Boundary and records its outcome.
+func (s *session) boundaryCall(step node.Step) (boundary, error) {
+	nb, err := s.n.Boundary(s.ctx, step)
 	if err != nil {
 		return boundary{}, err
 	}
-	b := boundary{Epoch: out.Epoch.Number, Step: out.Step, Size: len(out.Epoch.Members), Changed: out.Changed, Left: out.Left, Members: slices.Clone(out.Epoch.Members)}
-	b.Rank = slices.Index(out.Epoch.Members, s.cfg.NodeID)
-	switch {
-	case len(out.Sync.Targets) == 0:
-	case out.Sync.Source == s.cfg.NodeID:
+	b := boundary{Epoch: nb.Epoch, Step: nb.Step, Rank: nb.Rank, Size: nb.Size, Changed: nb.Changed, Left: nb.Left, Members: nb.Members}
+	switch id := s.n.ID(); {
+	case len(nb.Sync.Targets) == 0:
+	case nb.Sync.Source == id:
 		b.Role = roleSend
-	case out.Sync.Has(s.cfg.NodeID):
+	case nb.Sync.Has(id):
 		b.Role = roleRecv
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last, s.sync = b, out.Sync
-	if out.Left {
-		s.g = nil
-		return b, nil
-	}
-	if out.Changed || s.g == nil || s.g.Epoch() != out.Epoch.Number {
-		s.ep.SetEpoch(out.Epoch.Number) // older epochs' stale chunks are refused from now on
-		g, err := collective.New(ctx, collective.Config{Endpoint: s.ep, Members: out.Epoch.Members, Epoch: out.Epoch.Number, ChunkBytes: s.cfg.ChunkBytes, Timeout: s.cfg.OpTimeout})
-		if err != nil {
-			s.g = nil
-			return b, fmt.Errorf("node %s: epoch %d: cannot reach the ring: %w", s.cfg.NodeID, out.Epoch.Number, err)
-		}
-		s.g = g
-		b.Changed = true
-		s.last.Changed = true
-	}
+	s.last, s.g = b, nb.Group
 	return b, nil
-}
-
-// sendState sends this node's state to the targets of the last boundary.
-func (s *session) sendState(ctx context.Context, state []byte) error {
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
-	s.mu.Lock()
-	b, o := s.last, s.sync
-	s.mu.Unlock()
-	if b.Role != roleSend {
-		return fmt.Errorf("%w: node %s: state send in epoch %d: this node is not the sync source (source %q)", errInvalid, s.cfg.NodeID, b.Epoch, o.Source)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
-	defer cancel()
-	return s.mem.SendState(ctx, b.Epoch, o.Targets, state)
-}
-
-// recvState receives the state the last boundary said this node needs.
-func (s *session) recvState(ctx context.Context) ([]byte, error) {
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
-	s.mu.Lock()
-	b, o := s.last, s.sync
-	s.mu.Unlock()
-	if b.Role != roleRecv {
-		return nil, fmt.Errorf("%w: node %s: state receive in epoch %d: this node is not a sync target", errInvalid, s.cfg.NodeID, b.Epoch)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
-	defer cancel()
-	return s.mem.RecvState(ctx, b.Epoch, o.Source)
 }
 
 // wireFor is the wire dtype of an all-reduce of a buffer of dtype dt: a
@@ -218,79 +103,24 @@ func (s *session) group(op string) (*collective.Group, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, fmt.Errorf("node %s: %s: the node is closed", s.cfg.NodeID, op)
+		return nil, fmt.Errorf("%w: node %s: %s: the node is closed", errClosed, s.n.ID(), op)
 	}
 	if s.g == nil {
-		return nil, fmt.Errorf("node %s: %s: no epoch yet (call rt_boundary first; last epoch %d)", s.cfg.NodeID, op, s.last.Epoch)
+		return nil, fmt.Errorf("node %s: %s: no epoch to run it in (call rt_boundary first; last epoch %d)", s.n.ID(), op, s.last.Epoch)
 	}
 	return s.g, nil
 }
 
-// requestLeave makes the next boundary announce a leave, and ends a wait
-// for admission at once.
-func (s *session) requestLeave() {
-	s.leave.Store(true)
-	s.mem.RequestLeave()
-}
-
 func (s *session) close() error {
-	if s.cancel != nil {
-		s.cancel() // ends a boundary still waiting
-	}
+	s.cancel() // ends a boundary still waiting
 	s.mu.Lock()
 	s.closed = true
 	s.g = nil
 	s.mu.Unlock()
-	if err := s.mem.Close(); err != nil {
+	if err := s.n.Close(); err != nil {
 		// Typically memberlist's leave broadcast timing out when the peers
 		// are gone already: nothing the host can act on.
-		s.log.Info("membership close", "err", err)
+		s.log.Info("close", "err", err)
 	}
-	return s.ep.Close()
-}
-
-func splitHostPort(a string) (string, int, error) {
-	h, p, err := net.SplitHostPort(a)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("bad port in %q", a)
-	}
-	return h, port, nil
-}
-
-// advertised returns the QUIC address peers dial (the trainer's rule): the
-// explicit one; else the gossip advertise host with the bound port; else
-// the bound address, an unspecified host replaced by this host's first
-// non-loopback IPv4 address.
-func advertised(explicit, gossipAdvertise, bound string) (string, error) {
-	if explicit != "" {
-		return explicit, nil
-	}
-	h, p, err := net.SplitHostPort(bound)
-	if err != nil {
-		return "", err
-	}
-	if gossipAdvertise != "" {
-		gh, _, err := net.SplitHostPort(gossipAdvertise)
-		if err != nil {
-			return "", err
-		}
-		return net.JoinHostPort(gh, p), nil
-	}
-	if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
-		return bound, nil
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return "", err
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
-			return net.JoinHostPort(n.IP.String(), p), nil
-		}
-	}
-	return net.JoinHostPort("127.0.0.1", p), nil
+	return nil
 }

@@ -75,7 +75,7 @@ class Job:
             time.sleep(0.05)
         raise AssertionError("%s never printed %r:\n%s" % (node, text, self.output(node)))
 
-    def wait(self, node, timeout=180):
+    def wait(self, node, timeout=300):
         p = self.procs[node]
         try:
             return p.wait(timeout=timeout)

@@ -47,6 +47,7 @@ type config struct {
 
 	MetricsAddr string
 	LogFormat   string
+	LogSteps    bool
 	Progress    string
 	SummaryJSON string
 	Timeout     time.Duration
@@ -93,6 +94,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. :9100); empty: off")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&c.LogSteps, "log-steps", false, "log every applied step (step, data epoch, sample positions, membership epoch, rank) as a \"step\" line")
 	fs.StringVar(&c.Progress, "progress", "auto", "progress display: auto (bar on a terminal, log lines otherwise), bar, log")
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "write the final figures (accuracy, steps, peers, wall time, samples/s, digest) to this file")
 	fs.DurationVar(&c.Timeout, "op-timeout", 2*time.Minute, "deadline of one collective operation or agreement round")

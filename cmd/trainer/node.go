@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,12 @@ import (
 // when no secret is given: traffic is still encrypted, but anyone who can
 // reach the ports can join.
 const insecureSecret = "ringtrain-insecure-default-secret"
+
+// The QUIC keep-alive period and idle timeout (see runNode).
+const (
+	quicKeepAlive   = time.Second
+	quicIdleTimeout = 5 * time.Second
+)
 
 // checkpointFile names this node's checkpoint in --checkpoint-dir (the
 // node ID keeps nodes that share a directory apart); it is replaced
@@ -108,7 +115,14 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		}
 	}
 
-	ep, err := quic.Listen(quic.Config{ID: id, Cluster: cluster, ListenAddr: c.QUICListen, Logger: base.With("component", "quic")})
+	// QUIC's idle timeout is the transport's own failure detector, a
+	// backstop behind gossip's (which declares a dead peer within about
+	// 2 s, see membership.LANConfig, and aborts the collectives waiting on
+	// it): a link silent for longer than gossip tolerates is lost anyway.
+	// The keep-alive keeps idle links (during compute, between
+	// non-neighbours) from reaching it.
+	ep, err := quic.Listen(quic.Config{ID: id, Cluster: cluster, ListenAddr: c.QUICListen, Logger: base.With("component", "quic"),
+		KeepAlive: quicKeepAlive, IdleTimeout: quicIdleTimeout})
 	if err != nil {
 		return fmt.Errorf("quic: %w", err)
 	}
@@ -204,6 +218,13 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 			met.bytesRecv.Add(moved)
 			met.loss.Set(s.Loss)
 			met.samplesPerS.Set(s.SamplesPerSecond())
+			if c.LogSteps {
+				// The time of this line is when the step was applied:
+				// failure tests measure recovery with it, and the
+				// positions show that no sample is used twice.
+				log.Info("step", "step", s.Step, "data_epoch", s.StepStats.Epoch, "lo", s.Share.Lo, "hi", s.Share.Hi, "global", s.Share.Global,
+					"membership_epoch", s.Epoch.Number, "peers", s.Peers, "rank", slices.Index(s.Epoch.Members, id))
+			}
 			p.Step, p.TotalSteps, p.DataEpoch, p.Loss = int(s.Step)+1, int(s.TotalSteps), int(s.StepStats.Epoch), s.Loss
 			p.SamplesPerS, p.Peers, p.MemberEpoch, p.ETA = s.SamplesPerSecond(), s.Peers, s.Epoch.Number, s.ETA()
 			rep.update(p)

@@ -1,9 +1,13 @@
 package membership
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+
+	"github.com/ringtrain/ringtrain/transport"
 )
 
 // peerFailer is transport.PeerFailer, declared here so that membership
@@ -26,7 +30,7 @@ var ErrDeclaredDead = errors.New("gossip declared the peer dead")
 // memberlist reports deaths from its event path while it holds its node
 // lock, so the report only records the peer; failLoop makes the calls.
 type failer struct {
-	ep   peerFailer // nil: the endpoint cannot fail peers; reports are dropped
+	ep   peerFailer // nil: the endpoint cannot fail peers (the death is only logged)
 	wake chan struct{}
 
 	mu      sync.Mutex
@@ -42,9 +46,6 @@ func newFailer(ep any) *failer {
 // report records that gossip declared peer id (at gossip address addr)
 // dead. It never blocks.
 func (f *failer) report(id, addr string) {
-	if f.ep == nil {
-		return
-	}
 	f.mu.Lock()
 	f.pending[id] = fmt.Errorf("%w (gossip address %s)", ErrDeclaredDead, addr)
 	f.mu.Unlock()
@@ -79,8 +80,64 @@ func (m *Member) failLoop() {
 			m.mu.Lock()
 			epoch := m.meta.Epoch
 			m.mu.Unlock()
+			if m.fail.ep == nil {
+				m.log.Info("gossip declared peer dead", "peer", id, "epoch", epoch, "cause", cause)
+				continue
+			}
 			m.log.Info("gossip declared peer dead: aborting its operations", "peer", id, "epoch", epoch, "cause", cause)
 			m.fail.ep.FailPeer(id, cause)
+		}
+	}
+}
+
+// deathWatch is one AbortOnDeath registration.
+type deathWatch struct {
+	peers  []string
+	cancel context.CancelCauseFunc
+}
+
+// AbortOnDeath returns a context derived from ctx that is cancelled as
+// soon as gossip declares one of peers dead (at once if gossip holds one
+// dead now), with a cause that names the peer and wraps
+// transport.ErrPeerLost and ErrDeclaredDead. The training loop runs each
+// step under it with the epoch's members: a collective waits on a dead
+// member not only through its own connection to it but through every
+// member that waits on it, so the whole step is aborted, on every
+// survivor, when the failure detector fires. Call the CancelFunc when the
+// step is over.
+func (m *Member) AbortOnDeath(ctx context.Context, peers []string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	w := &deathWatch{peers: slices.Clone(peers), cancel: cancel}
+	m.mu.Lock()
+	for _, id := range w.peers {
+		if p := m.peers[id]; p != nil && !p.Alive && !p.Left && id != m.cfg.ID {
+			m.mu.Unlock()
+			cancel(m.deathCause(id))
+			return ctx, func() { cancel(context.Canceled) }
+		}
+	}
+	m.watches[w] = struct{}{}
+	m.mu.Unlock()
+	return ctx, func() {
+		m.mu.Lock()
+		delete(m.watches, w)
+		m.mu.Unlock()
+		cancel(context.Canceled)
+	}
+}
+
+// deathCause is the error a step aborted by the failure detector reports.
+func (m *Member) deathCause(id string) error {
+	return &transport.OpError{Op: "failure detector", Peer: id, Err: fmt.Errorf("%w: %w", transport.ErrPeerLost, ErrDeclaredDead)}
+}
+
+// abortWatchersLocked cancels the watches that include id; m.mu is held.
+// Cancelling never blocks.
+func (m *Member) abortWatchersLocked(id string) {
+	for w := range m.watches {
+		if slices.Contains(w.peers, id) {
+			w.cancel(m.deathCause(id))
+			delete(m.watches, w)
 		}
 	}
 }

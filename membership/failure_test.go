@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/membership"
+	"github.com/ringtrain/ringtrain/transport"
 	"github.com/ringtrain/ringtrain/transport/mem"
 )
 
@@ -102,6 +103,11 @@ func TestDeadPeerFailedOnEndpoint(t *testing.T) {
 				}
 			}()
 			victim := ms[4].ID()
+			// A step of an epoch with the victim, and one without it.
+			withVictim, stop1 := ms[0].AbortOnDeath(context.Background(), []string{ms[1].ID(), victim})
+			defer stop1()
+			without, stop2 := ms[0].AbortOnDeath(context.Background(), []string{ms[1].ID(), ms[2].ID()})
+			defer stop2()
 			start := time.Now()
 			if tc.graceful {
 				if err := ms[4].Close(); err != nil {
@@ -122,6 +128,9 @@ func TestDeadPeerFailedOnEndpoint(t *testing.T) {
 					if _, _, ok := ep.failed(victim); ok {
 						t.Errorf("%s failed %s after a graceful leave", ms[i].ID(), victim)
 					}
+				}
+				if withVictim.Err() != nil {
+					t.Errorf("a step with the leaver was aborted: %v", context.Cause(withVictim))
 				}
 				return
 			}
@@ -153,6 +162,25 @@ func TestDeadPeerFailedOnEndpoint(t *testing.T) {
 						t.Errorf("%s failed the live peer %s", ms[i].ID(), other.ID())
 					}
 				}
+			}
+			select {
+			case <-withVictim.Done():
+				cause := context.Cause(withVictim)
+				var op *transport.OpError
+				if !errors.Is(cause, transport.ErrPeerLost) || !errors.Is(cause, membership.ErrDeclaredDead) || !errors.As(cause, &op) || op.Peer != victim {
+					t.Errorf("step aborted with %v, want an OpError naming %s that wraps ErrPeerLost and ErrDeclaredDead", cause, victim)
+				}
+			case <-time.After(time.Second):
+				t.Error("a step with the dead peer was not aborted")
+			}
+			if without.Err() != nil {
+				t.Errorf("a step without the dead peer was aborted: %v", context.Cause(without))
+			}
+			// A step that starts after the death is aborted at once.
+			late, stop3 := ms[1].AbortOnDeath(context.Background(), []string{victim})
+			defer stop3()
+			if late.Err() == nil {
+				t.Error("a step with a peer already dead was not aborted")
 			}
 			t.Logf("figure: gossip crash of 1 of 5 → FailPeer on the first survivor %v, on the last %v",
 				first.Round(time.Millisecond), last.Round(time.Millisecond))

@@ -36,10 +36,11 @@ type Member struct {
 	meta      Meta
 	metaBytes []byte
 	peers     map[string]*Peer
-	receivers map[string]bool // peers with a running control receiver
-	changed   chan struct{}   // closed and replaced on every roster change
-	rosterAt  time.Time       // last roster change
-	refusal   error           // last incompatible peer seen while joining
+	receivers map[string]bool          // peers with a running control receiver
+	watches   map[*deathWatch]struct{} // AbortOnDeath registrations
+	changed   chan struct{}            // closed and replaced on every roster change
+	rosterAt  time.Time                // last roster change
+	refusal   error                    // last incompatible peer seen while joining
 
 	ag agreement // touched only by Boundary's goroutine
 }
@@ -61,6 +62,7 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		fail:      newFailer(cfg.Endpoint),
 		peers:     make(map[string]*Peer),
 		receivers: make(map[string]bool),
+		watches:   make(map[*deathWatch]struct{}),
 		changed:   make(chan struct{}),
 		rosterAt:  time.Now(),
 	}
@@ -98,10 +100,8 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	m.wg.Add(2)
 	go m.reconnectLoop()
 	go m.metaLoop()
-	if m.fail.ep != nil {
-		m.wg.Add(1)
-		go m.failLoop()
-	}
+	m.wg.Add(1)
+	go m.failLoop()
 	return m, nil
 }
 
@@ -326,6 +326,9 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.rosterAt = time.Now()
+	if !alive && !left {
+		m.abortWatchersLocked(n.Name)
+	}
 	startRecv := alive && !m.receivers[n.Name] && m.ctx.Err() == nil
 	if startRecv {
 		m.receivers[n.Name] = true

@@ -19,9 +19,6 @@ import (
 // that late calls on them still fail) before forgetting the oldest.
 const maxAborted = 4096
 
-// maxReasonLen bounds an abort reason on the wire.
-const maxReasonLen = 1024
-
 // conn is the connection to one peer. It implements transport.Conn.
 type conn struct {
 	e          *Endpoint
@@ -455,9 +452,7 @@ func (c *conn) Abort(ctx context.Context, tag transport.Tag, reason error) error
 	if reason != nil {
 		why = reason.Error()
 	}
-	if len(why) > maxReasonLen {
-		why = why[:maxReasonLen]
-	}
+	why = transport.TruncateReason(why)
 	c.mu.Lock()
 	c.failLocked(tag, &transport.AbortError{By: c.e.cfg.ID, Reason: why})
 	if ts := c.tags[tag]; ts != nil {

@@ -26,5 +26,12 @@
 //   - Close is graceful within Config.Linger: it announces how many message
 //     streams it sent (wire.Goodbye) and waits for the peer to consume them,
 //     because QUIC drops unacknowledged data when a connection closes.
+//   - FailPeer (the failure detector's verdict) closes the peer's connection
+//     with an application error, ending every call on it and any dial in
+//     progress with transport.ErrPeerLost; a dial that only ran out of time
+//     is transport.ErrUnreachable. Without traffic, keep-alives every 1 s
+//     keep a link open, and 3 s without a packet from the peer lose it.
+//   - Abort reasons and refusal messages from peers are stored truncated to
+//     transport.MaxReasonLen.
 //   - Every blocking call honours its ctx; errors are *transport.OpError.
 package quic

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -511,4 +513,61 @@ func checkSamples(recs []stepRecord, steps uint64) error {
 		}
 	}
 	return nil
+}
+
+var fpDuration = flag.Duration("fp-duration", 20*time.Second, "how long TestNoFalseFailureE2E runs the loaded 5-node job (the false-positive measurement)")
+
+// TestNoFalseFailureE2E measures the failure detector's false positives: 5
+// healthy trainers in their namespaces train while two other processes
+// keep every core of the machine busy; no peer may be declared dead and
+// the epoch must never change. -fp-duration sets how long (minutes for a
+// measurement; the default keeps CI short).
+func TestNoFalseFailureE2E(t *testing.T) {
+	if err := netns.CheckRoot(); err != nil {
+		t.Skip(err) // CI runs as root with iproute2
+	}
+	c := newNSCluster(t, 1000000)
+	c.waitFull(t, time.Time{}, fdPre)
+	// The load: spinning shells, one per core, at the trainers' priority.
+	var burners []*exec.Cmd
+	for range runtime.NumCPU() {
+		b := exec.Command("sh", "-c", "while :; do :; done")
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		burners = append(burners, b)
+	}
+	defer func() {
+		for _, b := range burners {
+			b.Process.Kill()
+			b.Wait()
+		}
+	}()
+	start := time.Now()
+	first := map[*node]uint64{}
+	for _, n := range c.slots {
+		s, _ := lastStepBefore(t, n, start)
+		first[n] = s.step
+	}
+	time.Sleep(*fpDuration)
+	var deaths, changes int
+	var steps uint64
+	for _, n := range c.slots {
+		n.mu.Lock()
+		for _, r := range n.recs {
+			if msg, _ := r["msg"].(string); strings.HasPrefix(msg, "gossip declared peer dead") || msg == "step failed; forming the next epoch" {
+				deaths++
+				t.Logf("%s: %s: %v", n.id, msg, r)
+			}
+		}
+		n.mu.Unlock()
+		changes += len(n.epochs()) - 1
+		last, _ := lastStepBefore(t, n, time.Now())
+		steps = max(steps, last.step-first[n])
+	}
+	t.Logf("figure: false positives: %d healthy trainers (%s links) for %v with %d CPU-burning processes on %d cores: %d steps, %d deaths declared or steps failed, %d epoch changes",
+		fdPeers, fdRate, time.Since(start).Round(time.Second), len(burners), runtime.NumCPU(), steps, deaths, changes)
+	if deaths != 0 || changes != 0 {
+		t.Errorf("%d false failures, %d spurious epoch changes", deaths, changes)
+	}
 }

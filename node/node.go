@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/internal/secret"
@@ -46,6 +47,12 @@ type Boundary struct {
 	// Close it.
 	Left bool
 }
+
+// The QUIC keep-alive period and idle timeout of a node's endpoint.
+const (
+	quicKeepAlive   = time.Second
+	quicIdleTimeout = 5 * time.Second
+)
 
 // Node is one running member of a job: its QUIC endpoint, its gossip and
 // its part in epoch agreement. Boundary, then SendState or RecvState, are
@@ -104,7 +111,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 
-	ep, err := quic.Listen(quic.Config{ID: cfg.ID, Secret: sec, ListenAddr: cfg.QUICListen, Logger: cfg.Logger.With("component", "quic")})
+	// QUIC's idle timeout is the transport's own failure detector, a
+	// backstop behind gossip's (which declares a dead peer within about
+	// 1.5 s and aborts the steps waiting on it, see AbortOnDeath): on a
+	// loaded machine a shorter one risked false losses.
+	ep, err := quic.Listen(quic.Config{ID: cfg.ID, Secret: sec, ListenAddr: cfg.QUICListen, Logger: cfg.Logger.With("component", "quic"),
+		KeepAlive: quicKeepAlive, IdleTimeout: quicIdleTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: start: %w", cfg.ID, err)
 	}
@@ -237,4 +249,13 @@ func (n *Node) Close() error {
 		}
 	})
 	return n.closeErr
+}
+
+// AbortOnDeath returns a context derived from ctx that is cancelled as soon
+// as gossip declares one of peers dead (membership.Member.AbortOnDeath):
+// run an epoch's collectives under it so that one blocked, directly or
+// through other members, on a dead peer fails at once instead of at the
+// transport's timeout. The caller must call the CancelFunc.
+func (n *Node) AbortOnDeath(ctx context.Context, peers []string) (context.Context, context.CancelFunc) {
+	return n.mem.AbortOnDeath(ctx, peers)
 }

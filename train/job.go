@@ -138,7 +138,9 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 			// Every member reaches the end at the same step: a last
 			// digest check and evaluation on the final ring. A peer lost
 			// here is handled like a failed step, then the end is retried.
-			ferr := jc.final(ctx, g, &last)
+			sctx, cancel := jc.abortOnDeath(ctx, cur.Members)
+			ferr := withCause(jc.final(sctx, g, &last), ctx, sctx)
+			cancel()
 			var div *DivergenceError
 			if ferr == nil || errors.As(ferr, &div) {
 				if ferr != nil {
@@ -150,7 +152,9 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 			out, err = jc.Node.Boundary(ctx, node.Step{Done: t.step, Err: ferr})
 			continue
 		}
-		serr := jc.step(ctx, g, cur, &res, &last)
+		sctx, cancel := jc.abortOnDeath(ctx, cur.Members)
+		serr := withCause(jc.step(sctx, g, cur, &res, &last), ctx, sctx)
+		cancel()
 		var div *DivergenceError
 		if errors.As(serr, &div) {
 			return res, serr
@@ -185,6 +189,32 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// deathAborter is implemented by a Node whose failure detector can
+// abort a step (*node.Node): the context it returns is cancelled
+// when one of peers is declared dead.
+type deathAborter interface {
+	AbortOnDeath(ctx context.Context, peers []string) (context.Context, context.CancelFunc)
+}
+
+// abortOnDeath runs a step under the membership's failure detector when it
+// has one: a collective blocked, directly or through other members, on a
+// member that died fails at once instead of at the transport's timeout.
+func (jc *JobConfig) abortOnDeath(ctx context.Context, members []string) (context.Context, context.CancelFunc) {
+	if d, ok := jc.Node.(deathAborter); ok {
+		return d.AbortOnDeath(ctx, members)
+	}
+	return context.WithCancel(ctx)
+}
+
+// withCause adds to err why the step's context sctx was cancelled, when it
+// was and the job's ctx was not (the failure detector named a dead peer).
+func withCause(err error, ctx, sctx context.Context) error {
+	if err == nil || ctx.Err() != nil || sctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("%w (step aborted: %w)", err, context.Cause(sctx))
 }
 
 // final runs the end-of-job digest check and evaluation.

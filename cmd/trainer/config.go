@@ -44,6 +44,7 @@ type config struct {
 
 	MetricsAddr string
 	LogFormat   string
+	LogSteps    bool
 	Progress    string
 	SummaryJSON string
 }
@@ -129,6 +130,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. :9100); empty: off")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&c.LogSteps, "log-steps", false, "log every applied step (step, data epoch, sample positions, membership epoch, rank) as a \"step\" line")
 	fs.StringVar(&c.Progress, "progress", "auto", "progress display: auto (bar on a terminal, log lines otherwise), bar, log")
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "write the final figures (accuracy, steps, peers, wall time, samples/s, digest) to this file")
 
@@ -264,4 +266,3 @@ func (c *config) wire() collective.DType {
 	d, _ := collective.ParseDType(c.WireDType) // validate rejected bad names
 	return d
 }
-

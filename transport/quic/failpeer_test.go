@@ -28,7 +28,7 @@ func silentPeer(t *testing.T) string {
 // ErrUnreachable (and the context's error), never ErrPeerLost, which
 // membership takes as a definite loss.
 func TestDialTimeoutIsNotALoss(t *testing.T) {
-	eps := newCluster(t, testCluster(t), []string{"a"}, nil)
+	eps := newCluster(t, testSecret(), []string{"a"}, nil)
 	eps[0].AddPeer("ghost", silentPeer(t))
 	cases := []struct {
 		name    string
@@ -56,7 +56,7 @@ func TestDialTimeoutIsNotALoss(t *testing.T) {
 // TestFailPeerEndsDial: FailPeer ends a dial in progress, and the calls
 // waiting for that dial, at once with ErrPeerLost; a later dial runs again.
 func TestFailPeerEndsDial(t *testing.T) {
-	eps := newCluster(t, testCluster(t), []string{"a"}, nil)
+	eps := newCluster(t, testSecret(), []string{"a"}, nil)
 	eps[0].AddPeer("ghost", silentPeer(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -92,7 +92,7 @@ func TestFailPeerEndsDial(t *testing.T) {
 // TestAbortReasonFromPeerBounded: an abort reason longer than the limit,
 // as a peer running other code might send it, is stored truncated.
 func TestAbortReasonFromPeerBounded(t *testing.T) {
-	eps := newCluster(t, testCluster(t), []string{"a", "b"}, nil)
+	eps := newCluster(t, testSecret(), []string{"a", "b"}, nil)
 	ctx := ctxT(t, 20*time.Second)
 	ca, err := eps[0].Conn(ctx, "b")
 	if err != nil {

@@ -34,10 +34,6 @@ func TestKilledPeerNoticed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := secret.New(sec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKilledPeerNoticed$")
@@ -62,7 +58,7 @@ func TestKilledPeerNoticed(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stdout) //nolint:errcheck // drain the child's output
 
-	e, err := Listen(Config{ID: "parent", Cluster: cl, Logger: slog.New(slog.DiscardHandler)})
+	e, err := Listen(Config{ID: "parent", Secret: sec, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +122,7 @@ func runIdleChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := secret.New(sec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := Listen(Config{ID: "child", Cluster: cl, Logger: slog.New(slog.DiscardHandler)})
+	e, err := Listen(Config{ID: "child", Secret: sec, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

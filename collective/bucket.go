@@ -9,8 +9,13 @@ import (
 )
 
 // DefaultBucketBytes is the bucket size of a zero BucketConfig.BucketBytes
-// (float32 bytes of gradient per bucket); see BENCH notes in bucket_test.go
-// for the measurement behind it.
+// (float32 bytes of gradient per bucket). Provisional, between DDP's 1 MiB
+// first bucket and its 25 MiB: at 25 MiB every model ringtrain ships (MLP
+// 0.9 MB, CNN 1.7 MB of gradients) is one bucket and nothing overlaps,
+// while each bucket costs one ring operation of fixed set-up (2(n−1)
+// messages per chunk row); BenchmarkBucketedMem and train's
+// BenchmarkStepBucketed measure the trade-off. On a 2-core machine the
+// measurements so far do not separate the sizes from noise.
 const DefaultBucketBytes = 4 << 20
 
 // Segment is one tensor's elements in the arena: arena[Off:Off+Len].

@@ -120,6 +120,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--busbw", action="store_true")
+    ap.add_argument("--busbw-only", action="store_true", help="only the all-reduce busbw (2 procs)")
     a = ap.parse_args()
     if a.worker:
         a.kind = a.worker
@@ -127,7 +128,7 @@ def main():
     from ringtrain import _lib
     os.environ["RINGTRAIN_LIB"] = _lib.path()
     print("%-5s %-10s %12s %12s %8s" % ("procs", "", "ringtrain", "ddp-gloo", "ratio"))
-    for n in a.procs:
+    for n in ([] if a.busbw_only else a.procs):
         rt, dd = [], []
         for _ in range(a.repeats):  # interleaved: drift hits both alike
             rt.append(launch("ringtrain", n, a)["samples_per_s"])
@@ -135,8 +136,8 @@ def main():
         mr, md = statistics.median(rt), statistics.median(dd)
         print("%-5d %-10s %12.0f %12.0f %8.2f   (runs: %s | %s)" % (n, "samples/s", mr, md, mr / md,
               " ".join("%.0f" % v for v in rt), " ".join("%.0f" % v for v in dd)), flush=True)
-    if a.busbw:
-        a.busbw = True
+    if a.busbw or a.busbw_only:
+        a.busbw, a.steps = True, 12
         v = launch("ringtrain", 2, a)
         print("all-reduce busbw from Python, torch tensors, 2 procs on loopback: 16 MiB %.0f MB/s, 64 MiB %.0f MB/s" % (v["busbw16"], v["busbw64"]))
 

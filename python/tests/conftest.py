@@ -4,6 +4,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -27,7 +28,9 @@ class Job:
     """Workers of one local job (127.0.0.1, one secret, the first one's gossip address as seed)."""
 
     def __init__(self, tmp, lib, min_peers, secret=None):
-        self.tmp, self.lib, self.min_peers = str(tmp), lib, min_peers
+        # A directory per job: its announce file and outputs are its own.
+        self.tmp = tempfile.mkdtemp(prefix="job-", dir=str(tmp))
+        self.lib, self.min_peers = lib, min_peers
         self.secret = secret or secrets.token_hex(16)
         self.seed = None
         self.procs = {}

@@ -560,7 +560,7 @@ func (m *Machine) onCommit(c Msg) {
 			}
 		}
 	}
-	if !slices.Contains(v.Targets, m.id) && (m.cur.NoState || m.cur.Done != v.Step) {
+	if v.Source != "" && !slices.Contains(v.Targets, m.id) && (m.cur.NoState || m.cur.Done != v.Step) {
 		// The value counted a state this incarnation no longer has (it
 		// restarted since it reported): the epoch stands, but its first
 		// step cannot run here. Fail at once in the new epoch.

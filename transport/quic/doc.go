@@ -30,7 +30,8 @@
 //     with an application error, ending every call on it and any dial in
 //     progress with transport.ErrPeerLost; a dial that only ran out of time
 //     is transport.ErrUnreachable. Without traffic, keep-alives every 1 s
-//     keep a link open, and 3 s without a packet from the peer lose it.
+//     keep a link open; Config.IdleTimeout (default 10 s) without a packet
+//     from the peer loses it.
 //   - Abort reasons and refusal messages from peers are stored truncated to
 //     transport.MaxReasonLen.
 //   - Every blocking call honours its ctx; errors are *transport.OpError.

@@ -21,7 +21,10 @@ import (
 // envIdleChild marks the child process of TestKilledPeerNoticed.
 const envIdleChild = "RINGTRAIN_QUIC_IDLE_CHILD"
 
-// TestKilledPeerNoticed: with the default keep-alive and idle timeout, a
+// fastIdle is the idle timeout TestKilledPeerNoticed configures on both ends.
+const fastIdle = 3 * time.Second
+
+// TestKilledPeerNoticed: with a keep-alive of 1 s and a 3 s idle timeout, a
 // peer process killed with SIGKILL (no CONNECTION_CLOSE is sent) on an idle
 // link is reported as ErrPeerLost by a pending Recv within the idle timeout
 // plus a margin for this loaded machine.
@@ -58,7 +61,7 @@ func TestKilledPeerNoticed(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stdout) //nolint:errcheck // drain the child's output
 
-	e, err := Listen(Config{ID: "parent", Secret: sec, Logger: slog.New(slog.DiscardHandler)})
+	e, err := Listen(Config{ID: "parent", Secret: sec, Logger: slog.New(slog.DiscardHandler), IdleTimeout: fastIdle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +81,7 @@ func TestKilledPeerNoticed(t *testing.T) {
 	}
 	// The link stays idle but for keep-alives, longer than the idle timeout:
 	// a live peer must not be declared lost.
-	idle, cancelIdle := context.WithTimeout(ctx, 2*defaultIdleTimeout)
+	idle, cancelIdle := context.WithTimeout(ctx, 2*fastIdle)
 	_, err = c.Recv(idle, transport.Tag{Epoch: 1, Op: 2}, buf)
 	cancelIdle()
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -93,14 +96,14 @@ func TestKilledPeerNoticed(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	limit := defaultIdleTimeout + 2*time.Second
+	limit := fastIdle + 2*time.Second
 	select {
 	case err := <-errc:
 		took := time.Since(start)
 		if !errors.Is(err, transport.ErrPeerLost) {
 			t.Fatalf("got %v, want ErrPeerLost", err)
 		}
-		t.Logf("killed peer noticed after %v (idle timeout %v): %v", took.Round(time.Millisecond), defaultIdleTimeout, err)
+		t.Logf("killed peer noticed after %v (idle timeout %v): %v", took.Round(time.Millisecond), fastIdle, err)
 	case <-time.After(limit):
 		t.Fatalf("killed peer not noticed within %v", limit)
 	}
@@ -122,7 +125,7 @@ func runIdleChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Listen(Config{ID: "child", Secret: sec, Logger: slog.New(slog.DiscardHandler)})
+	e, err := Listen(Config{ID: "child", Secret: sec, Logger: slog.New(slog.DiscardHandler), IdleTimeout: fastIdle})
 	if err != nil {
 		t.Fatal(err)
 	}

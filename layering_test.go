@@ -22,7 +22,9 @@ var forbidden = []struct {
 	{"ring", []string{mod + "collective", mod + "membership", mod + "train", mod + "transport/quic", mod + "transport/mem", mod + "internal/wire", "github.com/quic-go"}},
 	{"collective", []string{mod + "membership", mod + "train", mod + "transport/quic", mod + "internal/wire", "github.com/quic-go", "github.com/hashicorp/memberlist"}},
 	{"membership", []string{mod + "collective", mod + "ring", mod + "train", mod + "internal/wire"}},
+	{"half", []string{strings.TrimSuffix(mod, "/")}}, // numeric conversions only: nothing of ours
 	{"transport", []string{mod + "ring", mod + "collective", mod + "membership", mod + "train"}},
+	{"node", []string{mod + "train", mod + "cmd"}},
 }
 
 func TestImportsPointDown(t *testing.T) {

@@ -1,12 +1,14 @@
 // Command bench runs ringtrain's benchmarks. Usage: bench SUBCOMMAND [flags].
 //
 //	scaling     scaling curves from 8 to 100 GPUs: --simulate, --emulate,
-//	            --validate (see scaling.go and SCALING.md)
+//	            --validate (bench/scaling, SCALING.md)
 //	allreduce   ring all-reduce against the link limit, a parameter server,
-//	            OpenMPI and gloo on emulated links (see README.md)
+//	            OpenMPI and gloo on emulated links (bench/allreduce, README.md)
 //
-// Hidden subcommands (worker, rawquic, emuworker) are the peer processes that the
-// benchmarks start, one per emulated node.
+// The hidden subcommands are the peer processes the benchmarks start, one per
+// emulated node: worker (bench/cluster's peer process, running an allreduce
+// or emulate job) and rawquic (one side of bench allreduce's raw quic-go
+// reference). main only dispatches.
 package main
 
 import (
@@ -18,25 +20,35 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/ringtrain/ringtrain/bench/allreduce"
+	"github.com/ringtrain/ringtrain/bench/cluster"
+	"github.com/ringtrain/ringtrain/bench/scaling"
 )
 
 // command is one subcommand: it gets the arguments after its name.
 type command func(ctx context.Context, args []string) error
 
+// jobs are the peer-process jobs of the worker subcommand.
+func jobs() map[string]cluster.Job {
+	return map[string]cluster.Job{allreduce.JobName: allreduce.Job, scaling.JobName: scaling.Job}
+}
+
 func commands() map[string]command {
 	return map[string]command{
-		"scaling":   runScaling,
-		"allreduce": runAllReduce,
-		"worker":    runWorker,
-		"rawquic":   runRawQUIC,
-		"emuworker": runEmuWorker,
+		"scaling":   scaling.Run,
+		"allreduce": allreduce.Run,
+		cluster.WorkerCommand: func(ctx context.Context, args []string) error {
+			return cluster.RunWorker(ctx, args, jobs())
+		},
+		allreduce.RawQUICCommand: allreduce.RunRawQUIC,
 	}
 }
 
 func main() {
 	cmds := commands()
 	// Hidden subcommands (the peer processes) are not listed in the usage.
-	hidden := map[string]bool{"worker": true, "rawquic": true, "emuworker": true}
+	hidden := map[string]bool{cluster.WorkerCommand: true, allreduce.RawQUICCommand: true}
 	if len(os.Args) < 2 || cmds[os.Args[1]] == nil {
 		var names []string
 		for n := range cmds {

@@ -84,3 +84,101 @@ func allReduceAll(tb testing.TB, gs []*collective.Group, bufs [][]float32) func(
 		}
 	}
 }
+
+// BenchmarkAllReduceMemWire: the in-memory ring over each wire dtype.
+// algbw and busbw count float32 bytes (the buffer's size in memory), so a
+// 16-bit wire shows its gain directly.
+func BenchmarkAllReduceMemWire(b *testing.B) {
+	for _, n := range []int{2, 4} {
+		for _, mib := range []int{16, 64} {
+			for _, d := range collectivetest.WireDTypes {
+				b.Run(fmt.Sprintf("n=%d/size=%dMiB/wire=%v", n, mib, d), func(b *testing.B) {
+					c := collectivetest.NewCluster(b, memFactory, n)
+					gs := c.Groups(b, 0)
+					count := mib << 20 / 4
+					bufs := make([][]float32, n)
+					for r := range bufs {
+						bufs[r] = make([]float32, count)
+						for i := range bufs[r] {
+							bufs[r][i] = float32(i%1000) * 0.001
+						}
+					}
+					op := func() {
+						for r, err := range collectivetest.Parallel(gs, func(r int, g *collective.Group) error {
+							return g.AllReduceWire(context.Background(), bufs[r], collective.Avg, d)
+						}) {
+							if err != nil {
+								b.Fatalf("rank %d: %v", r, err)
+							}
+						}
+					}
+					op()
+					b.ReportAllocs()
+					b.ResetTimer()
+					start := time.Now()
+					for b.Loop() {
+						op()
+					}
+					sec := time.Since(start).Seconds() / float64(b.N)
+					algbw := float64(mib<<20) / sec / 1e9
+					b.ReportMetric(algbw, "algbw_GB/s")
+					b.ReportMetric(algbw*2*float64(n-1)/float64(n), "busbw_GB/s")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkBucketedMem: the cost of cutting a 16 MiB arena of 64 equal
+// segments into buckets of various sizes, on 4 in-memory peers, without
+// any computation to overlap: what a bucket size costs in per-operation
+// overhead (the gain from overlap is measured on real models in train).
+func BenchmarkBucketedMem(b *testing.B) {
+	const n, total, nsegs = 4, 4 << 20, 64
+	segs, _ := layout(func() []int {
+		s := make([]int, nsegs)
+		for i := range s {
+			s[i] = total / nsegs
+		}
+		return s
+	}()...)
+	for _, kib := range []int{64, 256, 1 << 10, 4 << 10, 16 << 10, 25 << 10} {
+		b.Run(fmt.Sprintf("bucket=%dKiB", kib), func(b *testing.B) {
+			c := collectivetest.NewCluster(b, memFactory, n)
+			gs := c.Groups(b, 0)
+			bks := make([]*collective.Bucketer, n)
+			for r := range bks {
+				var err error
+				if bks[r], err = collective.NewBucketer(make([]float32, total), segs, collective.BucketConfig{BucketBytes: kib << 10}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			op := func() {
+				for r, err := range collectivetest.Parallel(gs, func(r int, g *collective.Group) error {
+					round := bks[r].Start(context.Background(), g)
+					for s := range segs {
+						if err := round.Ready(s); err != nil {
+							return err
+						}
+					}
+					return round.Wait(context.Background())
+				}) {
+					if err != nil {
+						b.Fatalf("rank %d: %v", r, err)
+					}
+				}
+			}
+			op()
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for b.Loop() {
+				op()
+			}
+			sec := time.Since(start).Seconds() / float64(b.N)
+			algbw := float64(4*total) / sec / 1e9
+			b.ReportMetric(algbw*2*float64(n-1)/float64(n), "busbw_GB/s")
+			b.ReportMetric(float64(len(bks[0].Buckets())), "buckets")
+		})
+	}
+}

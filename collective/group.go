@@ -72,6 +72,10 @@ type Config struct {
 	// Timeout is the deadline of an operation whose ctx has none.
 	// Default DefaultTimeout.
 	Timeout time.Duration
+	// Wire is the wire dtype of AllReduce and AllReduceAsync (default
+	// Float32); AllReduceWire chooses per call. Broadcast and AllGather
+	// always send float32.
+	Wire DType
 }
 
 // Group is one member's handle on a group of peers in one epoch. It is safe
@@ -81,17 +85,19 @@ type Group struct {
 	cfg        Config
 	rank       int
 	prev, next transport.Conn
-	chunk      int // elements
+	codecs     [Float16 + 1]*ring.Codec // by wire dtype; nil for Float32
 
 	mu    sync.Mutex
 	seq   uint64
 	sched map[schedKey]*ring.Schedule
 
-	scratch sync.Pool // *[]float32 of chunk elements
+	scratch [Float16 + 1]sync.Pool // *[]float32 of ≤ chunk(d) elements, by wire dtype
+	wbufs   sync.Pool              // *[]byte of ≤ ChunkBytes: encoded chunks
 }
 
 type schedKey struct {
 	kind    byte
+	wire    DType
 	n, root int
 }
 
@@ -110,6 +116,9 @@ func New(ctx context.Context, cfg Config) (*Group, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if !cfg.Wire.valid() {
+		return nil, fmt.Errorf("collective: epoch %d: unknown wire dtype %v", cfg.Epoch, cfg.Wire)
+	}
 	cfg.Members = slices.Clone(cfg.Members)
 	self := cfg.Endpoint.ID()
 	rank := slices.Index(cfg.Members, self)
@@ -119,7 +128,10 @@ func New(ctx context.Context, cfg Config) (*Group, error) {
 	if len(slices.Compact(slices.Sorted(slices.Values(cfg.Members)))) != len(cfg.Members) {
 		return nil, fmt.Errorf("collective: epoch %d: duplicate members in %v", cfg.Epoch, cfg.Members)
 	}
-	g := &Group{cfg: cfg, rank: rank, chunk: max(cfg.ChunkBytes/4, 1), sched: make(map[schedKey]*ring.Schedule)}
+	g := &Group{cfg: cfg, rank: rank, sched: make(map[schedKey]*ring.Schedule)}
+	for d := range g.codecs {
+		g.codecs[d] = DType(d).codec()
+	}
 	if n := len(cfg.Members); n > 1 {
 		ctx, cancel := g.opCtx(ctx)
 		defer cancel()
@@ -178,19 +190,40 @@ func (g *Group) schedule(k schedKey, mk func() *ring.Schedule) *ring.Schedule {
 	return s
 }
 
-func (g *Group) getScratch() *[]float32 {
-	if p, ok := g.scratch.Get().(*[]float32); ok {
-		return p
+// chunk is the pipelining unit in elements for wire dtype d: ChunkBytes
+// of wire bytes.
+func (g *Group) chunk(d DType) int { return max(g.cfg.ChunkBytes/d.Size(), 1) }
+
+// getScratch returns a pooled float32 buffer of at least need elements
+// (need ≤ one chunk: pooled buffers never exceed it, and a small operation
+// on a group with huge chunks allocates only what it uses).
+func (g *Group) getScratch(d DType, need int) *[]float32 {
+	if p, ok := g.scratch[d].Get().(*[]float32); ok {
+		if cap(*p) >= need {
+			*p = (*p)[:need]
+			return p
+		}
 	}
-	b := make([]float32, g.chunk)
+	b := make([]float32, need)
+	return &b
+}
+
+func (g *Group) getWireBuf(need int) *[]byte {
+	if p, ok := g.wbufs.Get().(*[]byte); ok {
+		if cap(*p) >= need {
+			*p = (*p)[:need]
+			return p
+		}
+	}
+	b := make([]byte, need)
 	return &b
 }
 
 // run executes one scheduled operation with its own tag and deadline.
-func (g *Group) run(ctx context.Context, name string, seq uint64, buf []float32, s *ring.Schedule, op Op) error {
+func (g *Group) run(ctx context.Context, name string, seq uint64, buf []float32, s *ring.Schedule, op Op, wire DType) error {
 	ctx, cancel := g.opCtx(ctx)
 	defer cancel()
-	e := ring.Exec{Prev: g.prev, Next: g.next, Tag: transport.Tag{Epoch: g.cfg.Epoch, Op: seq}, Buf: buf, Sched: s}
+	e := ring.Exec{Prev: g.prev, Next: g.next, Tag: transport.Tag{Epoch: g.cfg.Epoch, Op: seq}, Buf: buf, Sched: s, Wire: g.codecs[wire]}
 	switch op {
 	case Sum:
 		e.Reduce = ring.Sum
@@ -203,11 +236,17 @@ func (g *Group) run(ctx context.Context, name string, seq uint64, buf []float32,
 	case Min:
 		e.Reduce = ring.Min
 	}
-	var sp *[]float32
+	longest := min(g.chunk(wire), len(buf)) // no chunk is longer
 	if len(s.Recvs) > 0 && e.Reduce != nil {
-		sp = g.getScratch()
+		sp := g.getScratch(wire, longest)
 		e.Scratch = *sp
-		defer g.scratch.Put(sp)
+		defer g.scratch[wire].Put(sp)
+	}
+	if e.Wire != nil && len(s.Recvs)+len(s.Sends) > 0 {
+		sb, rb := g.getWireBuf(longest*e.Wire.Size), g.getWireBuf(longest*e.Wire.Size)
+		e.SendBuf, e.RecvBuf = *sb, *rb
+		defer g.wbufs.Put(sb)
+		defer g.wbufs.Put(rb)
 	}
 	if err := ring.Run(ctx, &e); err != nil {
 		return g.wrap(name, seq, err)

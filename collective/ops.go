@@ -14,20 +14,35 @@ const (
 )
 
 // AllReduce reduces buf across all members with op, in place: afterwards
-// every member holds the same result.
+// every member holds the same result. It uses the group's wire dtype
+// (Config.Wire).
 func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op) error {
-	return g.allReduce(ctx, g.nextSeq(), buf, op)
+	return g.allReduce(ctx, g.nextSeq(), buf, op, g.cfg.Wire)
 }
 
-func (g *Group) allReduce(ctx context.Context, seq uint64, buf []float32, op Op) error {
+// AllReduceWire is AllReduce with wire dtype wire for this call (see
+// DType for how 16-bit wire types compute and their error bound). Every
+// member must pass the same wire dtype.
+func (g *Group) AllReduceWire(ctx context.Context, buf []float32, op Op, wire DType) error {
+	return g.allReduce(ctx, g.nextSeq(), buf, op, wire)
+}
+
+func (g *Group) allReduce(ctx context.Context, seq uint64, buf []float32, op Op, wire DType) error {
 	if op < Sum || op > Min {
 		return g.reject(ctx, "all-reduce", seq, fmt.Errorf("unknown reduction %v", op))
 	}
+	if !wire.valid() {
+		return g.reject(ctx, "all-reduce", seq, fmt.Errorf("unknown wire dtype %v", wire))
+	}
 	n, size, rank := len(buf), g.Size(), g.rank
-	s := g.schedule(schedKey{kind: kindAllReduce, n: n}, func() *ring.Schedule {
-		return ring.AllReduce(rank, size, n, g.chunk)
+	s := g.schedule(schedKey{kind: kindAllReduce, wire: wire, n: n}, func() *ring.Schedule {
+		return ring.AllReduce(rank, size, n, g.chunk(wire))
 	})
-	return g.run(ctx, "all-reduce "+op.String(), seq, buf, s, op)
+	name := "all-reduce " + op.String()
+	if wire != Float32 {
+		name += " over " + wire.String()
+	}
+	return g.run(ctx, name, seq, buf, s, op, wire)
 }
 
 // Handle is an asynchronous operation in flight.
@@ -55,11 +70,16 @@ func (h *Handle) Done() <-chan struct{} { return h.done }
 // can be in flight (one per gradient bucket, say); buf must not be touched
 // until Wait returns. ctx bounds the operation itself.
 func (g *Group) AllReduceAsync(ctx context.Context, buf []float32, op Op) *Handle {
+	return g.AllReduceWireAsync(ctx, buf, op, g.cfg.Wire)
+}
+
+// AllReduceWireAsync is AllReduceAsync with wire dtype wire for this call.
+func (g *Group) AllReduceWireAsync(ctx context.Context, buf []float32, op Op, wire DType) *Handle {
 	seq := g.nextSeq()
 	h := &Handle{done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
-		h.err = g.allReduce(ctx, seq, buf, op)
+		h.err = g.allReduce(ctx, seq, buf, op, wire)
 	}()
 	return h
 }
@@ -72,9 +92,9 @@ func (g *Group) Broadcast(ctx context.Context, buf []float32, root int) error {
 	}
 	n, size, rank := len(buf), g.Size(), g.rank
 	s := g.schedule(schedKey{kind: kindBroadcast, n: n, root: root}, func() *ring.Schedule {
-		return ring.Broadcast(rank, size, root, n, g.chunk)
+		return ring.Broadcast(rank, size, root, n, g.chunk(Float32))
 	})
-	return g.run(ctx, fmt.Sprintf("broadcast from rank %d", root), seq, buf, s, -1)
+	return g.run(ctx, fmt.Sprintf("broadcast from rank %d", root), seq, buf, s, -1, Float32)
 }
 
 // AllGather concatenates every member's send, in rank order, into recv,
@@ -87,9 +107,9 @@ func (g *Group) AllGather(ctx context.Context, send, recv []float32) error {
 	}
 	copy(recv[rank*n:], send)
 	s := g.schedule(schedKey{kind: kindAllGather, n: n}, func() *ring.Schedule {
-		return ring.AllGather(rank, size, n, g.chunk)
+		return ring.AllGather(rank, size, n, g.chunk(Float32))
 	})
-	return g.run(ctx, "all-gather", seq, recv, s, -1)
+	return g.run(ctx, "all-gather", seq, recv, s, -1, Float32)
 }
 
 // Barrier returns once every member has entered it.

@@ -29,11 +29,29 @@ type Step struct {
 // Outcome is Boundary's answer: the epoch to run the next step in.
 type Outcome struct {
 	Epoch    Epoch
-	Changed  bool   // a new epoch was committed: rebuild the collective group
-	Restored bool   // Restore was called with a peer's state
-	Step     uint64 // steps applied to the state the epoch continues from
-	Left     bool   // this node left after announcing Leave: Close it
+	Changed  bool // a new epoch was committed: rebuild the collective group
+	Restored bool // Restore was called with a peer's state (eager sync)
+	// Step is the number of steps applied to the state the epoch continues
+	// from. For a sync target in deferred mode it is the source's step:
+	// the state RecvState will deliver.
+	Step uint64
+	Left bool // this node left after announcing Leave: Close it
+	// Sync is the state transfer the committed epoch prescribes (zero when
+	// nobody syncs). Filled in both modes; in eager mode Boundary has
+	// already run it, in deferred mode the caller runs SendState (on
+	// Sync.Source) or RecvState (on each of Sync.Targets) before the
+	// epoch's first collective.
+	Sync SyncOrder
 }
+
+// SyncOrder names a state transfer: Source sends its state to Targets.
+type SyncOrder struct {
+	Source  string
+	Targets []string
+}
+
+// Has reports whether id is one of the targets.
+func (o SyncOrder) Has(id string) bool { return slices.Contains(o.Targets, id) }
 
 // agreement is the epoch protocol's state. Only Boundary's goroutine
 // touches it.
@@ -52,9 +70,14 @@ type agreement struct {
 	lastCommit   *msg              // resent to members that missed it
 	reports      map[string]*msg   // latest report per member (coordinator)
 	consumed     map[string]uint64 // Seq of the last report answered per member
-	suspects     map[string]bool   // members reported lost in this epoch
-	seq          uint64            // this node's report counter
-	leaving      bool
+	continued    map[string]uint64 // Seq of the last report answered "continue"
+	// held is the last epoch this node applied (from Config.Held across
+	// restarts): a node that held one never forms a first epoch without a
+	// majority of that epoch's members among the candidates.
+	held     Epoch
+	suspects map[string]bool // members reported lost in this epoch
+	seq      uint64          // this node's report counter
+	leaving  bool
 	// joinBackoff: newcomers that failed to acknowledge a proposal are
 	// not proposed again before the time given.
 	joinBackoff map[string]time.Time
@@ -65,10 +88,17 @@ type agreement struct {
 func (a *agreement) init() {
 	a.reports = make(map[string]*msg)
 	a.consumed = make(map[string]uint64)
+	a.continued = make(map[string]uint64)
 	a.suspects = make(map[string]bool)
 	a.joinBackoff = make(map[string]time.Time)
 	a.joinReq = make(map[string]time.Time)
 }
+
+// Held returns the last epoch this node applied (zero if none): the
+// trainer stores it in its checkpoint and passes it back as Config.Held
+// after a restart. Only valid between Boundary calls, from the goroutine
+// that calls them.
+func (m *Member) Held() Epoch { return m.ag.held }
 
 // Epoch returns the last committed epoch this node knows (zero if none).
 // Only valid between Boundary calls, from the goroutine that calls them.
@@ -194,10 +224,17 @@ func lostPeers(err error) []string {
 	}
 	// Only a definite loss counts: a timeout blames whichever neighbour
 	// a member waited on, often an innocent one further up the ring.
-	if errors.Is(op.Err, transport.ErrPeerLost) {
+	if definiteLoss(op.Err) {
 		return []string{op.Peer}
 	}
 	return nil
+}
+
+// definiteLoss reports whether err says a peer is gone: ErrPeerLost, and
+// not a deadline that ran out (a dial or a wait that timed out may blame a
+// slow peer, not a dead one).
+func definiteLoss(err error) bool {
+	return errors.Is(err, transport.ErrPeerLost) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 func (m *Member) report(s *Step) *msg {
@@ -263,6 +300,7 @@ func (m *Member) abandon() {
 	a.epoch = Epoch{}
 	clear(a.reports)
 	clear(a.consumed)
+	clear(a.continued)
 	clear(a.suspects)
 	m.setState(StateJoining, 0)
 }
@@ -285,15 +323,19 @@ func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool,
 			// newcomer that missed the commit admitting it.
 			a.joinReq[mm.From] = time.Now()
 			if a.lastCommit != nil && slices.Contains(a.lastCommit.Members, mm.From) && a.epoch.Number == a.lastCommit.Epoch {
-				go m.send(m.ctx, mm.From, a.lastCommit, m.cfg.AckTimeout)
+				m.sendAsync(mm.From, a.lastCommit, m.cfg.AckTimeout)
 			}
 		case mm.Epoch == a.epoch.Number && a.epoch.Number != 0:
 			if old := a.reports[mm.From]; (old == nil || old.Seq < mm.Seq) && mm.Seq > a.consumed[mm.From] {
 				a.reports[mm.From] = mm
+			} else if mm.Seq == a.consumed[mm.From] && a.continued[mm.From] == mm.Seq {
+				// A resent report we already answered with "continue":
+				// the answer was lost, so answer it again.
+				m.sendAsync(mm.From, &msg{Kind: kindContinue, Epoch: a.epoch.Number, Seq: mm.Seq}, m.cfg.AckTimeout)
 			}
 		case mm.Epoch < a.epoch.Number && a.lastCommit != nil:
 			// It missed the commit that moved us on.
-			go m.send(m.ctx, mm.From, a.lastCommit, m.cfg.AckTimeout)
+			m.sendAsync(mm.From, a.lastCommit, m.cfg.AckTimeout)
 		}
 	case kindPropose:
 		m.onPropose(ctx, mm)

@@ -44,10 +44,19 @@ type Config struct {
 	// Snapshot returns this node's training state (parameters, optimizer
 	// state, step, data cursor) for a peer that is behind. Called at a step
 	// boundary; the slice is not modified afterwards by membership.
+	// Snapshot and Restore are both set (eager sync: Boundary transfers
+	// the state) or both nil (deferred sync: Boundary only names the
+	// transfer in Outcome.Sync, and the caller runs SendState/RecvState
+	// before the epoch's first collective).
 	Snapshot func() ([]byte, error)
 	// Restore installs state received from a peer; called inside Boundary
 	// before it returns the new epoch.
 	Restore func(state []byte) error
+	// Held is the last epoch this node applied before it restarted, as
+	// Member.Held returned it into the trainer's checkpoint (zero for a
+	// fresh node). A node that held an epoch never forms a first epoch
+	// unless a majority of that epoch's members are among the candidates.
+	Held Epoch
 	// OnRoster, if set, receives every roster change (synchronously, from
 	// memberlist's event goroutine: it must not block). Use it to register
 	// peers' QUIC addresses with the endpoint.
@@ -78,10 +87,49 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Failure detection. A training ring stalls while it waits on a dead
+// peer, so gossip must declare death within about 2 s (issue: survivors
+// train again ≤ 3 s after a crash or a freeze), yet never accuse a healthy
+// peer on a loaded machine. memberlist's detector (SWIM with Lifeguard)
+// gives both if tuned: a probe that gets no direct ack within
+// ProbeTimeout is retried through IndirectChecks other members and over
+// TCP until the end of its ProbeInterval; only then is the peer
+// suspected, and it is declared dead after the suspicion timeout unless it
+// refutes (a live peer refutes as soon as it hears the suspicion, so a
+// false accusation needs a peer stalled for the whole timeout). The
+// timeout is SuspicionMult·max(1, log10 n)·ProbeInterval when another
+// member confirms the suspicion, up to SuspicionMaxTimeoutMult times that
+// without confirmation. Lifeguard stretches a node's own probe timers
+// while it misses acks, so a starved node does not accuse the others.
+//
+// With these values and n ≤ 10: suspected 0.3–0.6 s after death, dead
+// 0.9–1.8 s later; at n = 100 the suspicion timeout doubles (log10).
+const (
+	failProbeInterval  = 300 * time.Millisecond
+	failProbeTimeout   = 150 * time.Millisecond
+	failIndirectChecks = 3
+	failSuspicionMult  = 3
+	failSuspicionMax   = 2
+	failGossipInterval = 100 * time.Millisecond
+)
+
+// tuneFailureDetection sets memberlist's failure detector timings (see
+// the constants above) on g.
+func tuneFailureDetection(g *memberlist.Config) {
+	g.ProbeInterval = failProbeInterval
+	g.ProbeTimeout = failProbeTimeout
+	g.IndirectChecks = failIndirectChecks
+	g.SuspicionMult = failSuspicionMult
+	g.SuspicionMaxTimeoutMult = failSuspicionMax
+	g.GossipInterval = failGossipInterval
+}
+
 // LANConfig returns memberlist's LAN defaults and timers suited to a
-// cluster on one network.
+// cluster on one network, with the failure detector tuned to declare a
+// dead peer within about 2 s (tuneFailureDetection).
 func LANConfig() Config {
 	g := memberlist.DefaultLANConfig()
+	tuneFailureDetection(g)
 	return Config{
 		Gossip:            g,
 		JoinTimeout:       60 * time.Second,
@@ -96,8 +144,8 @@ func LANConfig() Config {
 }
 
 // LocalConfig returns timers measured on loopback: memberlist's local
-// defaults with RetransmitMult 4, PushPullInterval 5 s, ProbeInterval
-// 500 ms, ProbeTimeout 200 ms and SuspicionMult 3, bound to 127.0.0.1 on a
+// defaults with RetransmitMult 4, PushPullInterval 5 s and the failure
+// detector of LANConfig (tuneFailureDetection), bound to 127.0.0.1 on a
 // free port.
 func LocalConfig() Config {
 	g := memberlist.DefaultLocalConfig()
@@ -106,9 +154,7 @@ func LocalConfig() Config {
 	g.AdvertisePort = 0
 	g.RetransmitMult = 4
 	g.PushPullInterval = 5 * time.Second
-	g.ProbeInterval = 500 * time.Millisecond
-	g.ProbeTimeout = 200 * time.Millisecond
-	g.SuspicionMult = 3
+	tuneFailureDetection(g)
 	return Config{
 		Gossip:            g,
 		JoinTimeout:       10 * time.Second,
@@ -136,8 +182,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("membership: node %s: no gossip key (set GossipKey, or Insecure to opt out of encryption)", c.ID)
 	case c.GossipKey != nil && len(c.GossipKey) != 32:
 		return fmt.Errorf("membership: node %s: gossip key has %d bytes, want 32", c.ID, len(c.GossipKey))
-	case c.Snapshot == nil || c.Restore == nil:
-		return fmt.Errorf("membership: node %s: Snapshot and Restore hooks are required", c.ID)
+	case (c.Snapshot == nil) != (c.Restore == nil):
+		return fmt.Errorf("membership: node %s: set both Snapshot and Restore (eager sync) or neither (deferred sync)", c.ID)
 	case c.ChunkBytes <= 0 || c.ChunkBytes > maxChunk:
 		return fmt.Errorf("membership: node %s: ChunkBytes %d not in 1..%d", c.ID, c.ChunkBytes, maxChunk)
 	case c.ResendInterval <= 0 || c.AckTimeout <= 0 || c.ReportTimeout <= 0 || c.FailureWait <= 0 || c.JoinTimeout <= 0:

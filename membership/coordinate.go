@@ -37,6 +37,11 @@ func (m *Member) tryForm(ctx context.Context, cur *Step) (Outcome, bool, error) 
 	if active || cands[0] != m.cfg.ID || len(cands) < m.cfg.MinMembers || !settled {
 		return Outcome{}, false, nil
 	}
+	if !heldMajority(a.held, cands) {
+		// This node held an epoch: a first epoch without a majority of
+		// its members could run beside the one they form.
+		return Outcome{}, false, nil
+	}
 	if a.promisedBy != "" && a.promisedBy != m.cfg.ID {
 		return Outcome{}, false, nil // we acknowledged another proposal
 	}
@@ -54,7 +59,22 @@ func (m *Member) tryForm(ctx context.Context, cur *Step) (Outcome, bool, error) 
 			p.Targets = append(p.Targets, uint32(i))
 		}
 	}
-	return m.propose(ctx, p, cands, cur)
+	return m.propose(ctx, p, cands, cands, cur)
+}
+
+// heldMajority reports whether cands include a majority of held's members
+// (always true for a node that never held an epoch).
+func heldMajority(held Epoch, cands []string) bool {
+	if held.Number == 0 {
+		return true
+	}
+	n := 0
+	for _, id := range held.Members {
+		if slices.Contains(cands, id) {
+			n++
+		}
+	}
+	return 2*n > len(held.Members)
 }
 
 // requestJoin sends a join request (a report without an epoch) to every
@@ -151,9 +171,10 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 	if !failure && len(rep) == len(base.Members) && len(stay) == len(rep) && len(joiners) == 0 && !uneven {
 		for _, r := range rep {
 			a.consumed[r.From] = r.Seq
+			a.continued[r.From] = r.Seq
 			delete(a.reports, r.From)
 			if r.From != m.cfg.ID {
-				go m.send(m.ctx, r.From, &msg{Kind: kindContinue, Epoch: base.Number, Seq: r.Seq}, m.cfg.AckTimeout)
+				m.sendAsync(r.From, &msg{Kind: kindContinue, Epoch: base.Number, Seq: r.Seq}, m.cfg.AckTimeout)
 			}
 		}
 		return Outcome{Epoch: base, Step: cur.Done}, true, nil
@@ -203,25 +224,27 @@ func (m *Member) coordinate(ctx context.Context, cur *Step, start time.Time) (Ou
 	for _, r := range rep {
 		notify = append(notify, r.From)
 	}
-	return m.propose(ctx, p, ringOrder(notify), cur)
+	return m.propose(ctx, p, ringOrder(notify), base.Members, cur)
 }
 
-// propose runs one proposal: every member of p must acknowledge within
-// AckTimeout; then the commit goes to notify (members and reporters) and
-// is applied here. On refusal or timeout the proposal is withdrawn and the
+// propose runs one proposal: it goes to notify (members and reporters,
+// leavers included); every member of p and a majority of the base epoch's
+// members (leavers count: they promise, though they are not members of p)
+// must acknowledge within AckTimeout; then the commit goes to notify and is
+// applied here. On refusal or timeout the proposal is withdrawn and the
 // caller retries later with a higher number.
-func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step) (Outcome, bool, error) {
+func (m *Member) propose(ctx context.Context, p *msg, notify, base []string, cur *Step) (Outcome, bool, error) {
 	a := &m.ag
 	a.promisedN, a.promisedBy, a.promisedBase, a.promisedAt = p.Epoch, m.cfg.ID, a.epoch.Number, time.Now()
 	a.promised = p
 	a.seen = max(a.seen, p.Epoch)
 	m.log.Debug("propose", "epoch", p.Epoch, "members", p.Members)
 	acks := map[string]bool{m.cfg.ID: true}
-	m.sendAll(ctx, p.Members, p, m.cfg.AckTimeout)
+	m.sendAll(ctx, notify, p, m.cfg.AckTimeout)
 	timer := time.NewTimer(m.cfg.AckTimeout)
 	defer timer.Stop()
 	refused, behind := false, false
-	for !refused && !allIn(p.Members, acks) {
+	for !refused && !(allIn(p.Members, acks) && majorityIn(base, acks)) {
 		select {
 		case <-ctx.Done():
 			refused = true
@@ -265,7 +288,7 @@ func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step
 		if a.promisedBy == m.cfg.ID && a.promisedN == p.Epoch {
 			a.promisedBy = ""
 		}
-		m.sendAll(m.ctx, p.Members, &msg{Kind: kindAbort, Epoch: p.Epoch, Proposer: m.cfg.ID}, m.cfg.ResendInterval)
+		m.sendAll(m.ctx, notify, &msg{Kind: kindAbort, Epoch: p.Epoch, Proposer: m.cfg.ID}, m.cfg.ResendInterval)
 		if behind {
 			m.abandon()
 		}
@@ -275,6 +298,17 @@ func (m *Member) propose(ctx context.Context, p *msg, notify []string, cur *Step
 	c.Kind = kindCommit
 	m.sendAll(ctx, notify, &c, m.cfg.AckTimeout)
 	return m.apply(ctx, &c, cur)
+}
+
+// majorityIn reports whether more than half of ids are in set.
+func majorityIn(ids []string, set map[string]bool) bool {
+	n := 0
+	for _, id := range ids {
+		if set[id] {
+			n++
+		}
+	}
+	return 2*n > len(ids)
 }
 
 func allIn(ids []string, set map[string]bool) bool {

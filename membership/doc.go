@@ -18,6 +18,17 @@
 // control receiver per live peer, so it holds a (mostly idle) transport
 // connection to every peer: a full mesh, N·(N−1)/2 connections.
 //
+// # Failure detection
+//
+// memberlist's SWIM/Lifeguard detector, tuned in LANConfig and LocalConfig
+// (config.go), declares a crashed, frozen or cut-off peer dead in about
+// 1–2 s. A member then fails it on the endpoint (transport.PeerFailer) and
+// cancels the contexts AbortOnDeath handed out for steps that include it,
+// so every survivor's collective aborts at once, not at the transport's
+// idle timeout. A peer whose metadata said it was leaving is taken to have
+// left, not failed. A frozen peer that wakes finds its connections closed
+// and rejoins as a newcomer.
+//
 // # Epoch agreement
 //
 // The training loop calls Boundary between steps. Each member reports (its
@@ -58,6 +69,11 @@
 // target returns only after Config.Restore installed it. Members that need
 // nothing return at once, and their first collective of e' waits for the
 // targets, so admission stops the others only for the transfer.
+//
+// With neither hook set (deferred sync), Boundary only names the transfer
+// in Outcome.Sync; the caller runs SendState on the source and RecvState on
+// each target before the epoch's first collective (the C ABI and the
+// Python binding hold the state, not Go).
 //
 // # Invariants
 //

@@ -30,15 +30,17 @@ type Member struct {
 	leaveReq  chan struct{} // closed by RequestLeave
 	leaveOnce sync.Once
 	lost      chan string // peers whose transport connection was lost
+	fail      *failer     // peers gossip declared dead, for the endpoint's FailPeer
 
 	mu        sync.Mutex
 	meta      Meta
 	metaBytes []byte
 	peers     map[string]*Peer
-	receivers map[string]bool // peers with a running control receiver
-	changed   chan struct{}   // closed and replaced on every roster change
-	rosterAt  time.Time       // last roster change
-	refusal   error           // last incompatible peer seen while joining
+	receivers map[string]bool          // peers with a running control receiver
+	watches   map[*deathWatch]struct{} // AbortOnDeath registrations
+	changed   chan struct{}            // closed and replaced on every roster change
+	rosterAt  time.Time                // last roster change
+	refusal   error                    // last incompatible peer seen while joining
 
 	ag agreement // touched only by Boundary's goroutine
 }
@@ -57,8 +59,10 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		metaDirty: make(chan struct{}, 1),
 		leaveReq:  make(chan struct{}),
 		lost:      make(chan string, 256),
+		fail:      newFailer(cfg.Endpoint),
 		peers:     make(map[string]*Peer),
 		receivers: make(map[string]bool),
+		watches:   make(map[*deathWatch]struct{}),
 		changed:   make(chan struct{}),
 		rosterAt:  time.Now(),
 	}
@@ -69,6 +73,8 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	}
 	m.metaBytes = b
 	m.ag.init()
+	m.ag.held = Epoch{Number: cfg.Held.Number, Members: slices.Clone(cfg.Held.Members)}
+	m.ag.seen = cfg.Held.Number
 
 	g := *cfg.Gossip
 	g.Name = cfg.ID
@@ -96,6 +102,8 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	m.wg.Add(2)
 	go m.reconnectLoop()
 	go m.metaLoop()
+	m.wg.Add(1)
+	go m.failLoop()
 	return m, nil
 }
 
@@ -207,7 +215,25 @@ func (m *Member) Changed() <-chan struct{} {
 // Close leaves the gossip gracefully (peers see "left", not a failure) and
 // stops all background work. Use Crash in tests to vanish abruptly.
 func (m *Member) Close() error {
-	err := m.ml.Leave(time.Second)
+	// Advertise the leave first, so that peers take the coming "gone" for
+	// a leave and not a failure (no FailPeer, no reconnect attempts). The
+	// update is gossiped here rather than by metaLoop, and waited for:
+	// memberlist drops a queued update about a node once its leave is
+	// queued.
+	m.mu.Lock()
+	m.meta.State = StateLeaving
+	b, err := m.meta.MarshalBinary()
+	if err == nil {
+		m.metaBytes = b
+	}
+	m.mu.Unlock()
+	if err == nil {
+		err = m.ml.UpdateNode(500 * time.Millisecond)
+	}
+	if err != nil {
+		m.log.Debug("gossip leaving state", "err", err)
+	}
+	err = m.ml.Leave(time.Second)
 	return errors.Join(err, m.shutdown())
 }
 
@@ -292,12 +318,19 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 		m.log.Warn("ignoring peer with bad metadata", "peer", n.Name, "err", err)
 		return
 	}
+	// memberlist's Node.State is not maintained in events (its node
+	// state shadows it): a peer that is gone left gracefully when its last
+	// metadata said it was leaving, and failed otherwise.
+	left := !alive && meta.State == StateLeaving
 	m.mu.Lock()
-	p := &Peer{Meta: meta, GossipAddr: n.Address(), Alive: alive, Left: n.State == memberlist.StateLeft}
+	p := &Peer{Meta: meta, GossipAddr: n.Address(), Alive: alive, Left: left}
 	m.peers[n.Name] = p
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.rosterAt = time.Now()
+	if !alive && !left {
+		m.abortWatchersLocked(n.Name)
+	}
 	startRecv := alive && !m.receivers[n.Name] && m.ctx.Err() == nil
 	if startRecv {
 		m.receivers[n.Name] = true
@@ -305,6 +338,11 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 	}
 	r := m.rosterLocked()
 	m.mu.Unlock()
+	if !alive && !left {
+		// Collectives blocked on a dead peer fail now, not at the
+		// transport's idle timeout.
+		m.fail.report(n.Name, n.Address())
+	}
 	if m.cfg.OnRoster != nil {
 		m.cfg.OnRoster(r)
 	}
@@ -331,7 +369,7 @@ func (m *Member) receive(peer string) {
 			m.forgetReceiver(peer)
 			return
 		}
-		if errors.Is(err, transport.ErrPeerLost) {
+		if definiteLoss(err) {
 			select {
 			case m.lost <- peer:
 			default:
@@ -406,6 +444,25 @@ func (m *Member) send(ctx context.Context, to string, mm *msg, timeout time.Dura
 		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
 	}
 	return nil
+}
+
+// sendAsync sends mm to peer in the background, tracked by the member's
+// wait group and bounded by timeout and the member's lifetime: the
+// protocol's loop never blocks on a peer that does not read.
+func (m *Member) sendAsync(to string, mm *msg, timeout time.Duration) {
+	m.mu.Lock()
+	if m.ctx.Err() != nil {
+		m.mu.Unlock()
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		if err := m.send(m.ctx, to, mm, timeout); err != nil {
+			m.log.Debug("control send failed", "peer", to, "kind", mm.Kind, "err", err)
+		}
+	}()
 }
 
 // sendAll sends mm to every peer in to (self skipped) concurrently and

@@ -154,6 +154,7 @@ type node struct {
 	params   []float32
 	done     uint64
 	hasState bool
+	synced   int // deferred state transfers received
 	steps    []stepRec
 	epochs   []membership.Epoch
 	epochAt  []time.Time // when each epoch was returned by Boundary
@@ -199,7 +200,10 @@ type cluster struct {
 	seeds  []string
 	stopAt atomic.Uint64 // every node stops at the boundary after this many steps
 	opTime time.Duration // collective timeout
-	cfg    func(*membership.Config)
+	// deferred: nodes run without Snapshot/Restore and transfer state
+	// themselves (SendState/RecvState) after Boundary.
+	deferred bool
+	cfg      func(*membership.Config)
 
 	mu    sync.Mutex
 	nodes map[string]*node
@@ -246,7 +250,9 @@ func (c *cluster) add(ctx context.Context, id string) *node {
 	}
 	n := &node{id: id, params: make([]float32, paramLen), exited: make(chan struct{})}
 	cfg := c.config(id, ep)
-	cfg.Snapshot, cfg.Restore = n.snapshot, n.restore
+	if !c.deferred {
+		cfg.Snapshot, cfg.Restore = n.snapshot, n.restore
+	}
 	m, err := membership.New(ctx, cfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
@@ -301,6 +307,16 @@ func (c *cluster) loop(ctx context.Context, n *node) error {
 			return n.m.Close()
 		}
 		step = membership.Step{}
+		if c.deferred && out.Changed {
+			if err := c.deferredSync(ctx, n, out); err != nil {
+				// Not in sync: report a failed step in the new epoch.
+				n.mu.Lock()
+				n.steps = append(n.steps, stepRec{epoch: out.Epoch.Number, size: len(out.Epoch.Members), err: err})
+				n.mu.Unlock()
+				step.Err = err
+				continue
+			}
+		}
 		if out.Changed {
 			g, err = collective.New(ctx, collective.Config{Endpoint: n.m.Config().Endpoint, Members: out.Epoch.Members, Epoch: out.Epoch.Number, Timeout: c.opTime})
 			if err != nil {
@@ -375,6 +391,31 @@ func (c *cluster) loop(ctx context.Context, n *node) error {
 }
 
 var errCrashed = errors.New("crashed")
+
+// deferredSync runs the state transfer Boundary prescribed in deferred mode.
+func (c *cluster) deferredSync(ctx context.Context, n *node, out membership.Outcome) error {
+	switch {
+	case out.Sync.Source == n.id:
+		state, _ := n.snapshot()
+		return n.m.SendState(ctx, out.Epoch.Number, out.Sync.Targets, state)
+	case out.Sync.Has(n.id):
+		state, err := n.m.RecvState(ctx, out.Epoch.Number, out.Sync.Source)
+		if err != nil {
+			return err
+		}
+		if err := n.restore(state); err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.synced++
+		done := n.done
+		n.mu.Unlock()
+		if done != out.Step {
+			return fmt.Errorf("%s: restored step %d, Outcome.Step %d", n.id, done, out.Step)
+		}
+	}
+	return nil
+}
 
 // crash makes n vanish: gossip stops without leaving and its endpoint dies.
 func (c *cluster) crash(n *node) {

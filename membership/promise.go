@@ -71,9 +71,9 @@ func (m *Member) onPropose(ctx context.Context, p *msg) {
 		reply.Base = a.epoch.Number
 	}
 	a.seen = max(a.seen, p.Epoch)
-	if err := m.send(ctx, p.From, reply, m.cfg.AckTimeout); err != nil {
-		m.log.Debug("ack", "proposer", p.From, "err", err)
-	}
+	// Answer in the background: a proposer that does not read must not
+	// stop this node's loop for AckTimeout.
+	m.sendAsync(p.From, reply, m.cfg.AckTimeout)
 }
 
 // apply installs a committed epoch and runs the state sync it prescribes.
@@ -91,6 +91,7 @@ func (m *Member) apply(ctx context.Context, c *msg, cur *Step) (Outcome, bool, e
 	a.promisedN, a.promisedBy, a.promised = max(a.promisedN, c.Epoch), "", nil
 	clear(a.reports)
 	clear(a.consumed)
+	clear(a.continued)
 	clear(a.suspects)
 	if !member {
 		if a.leaving {
@@ -104,6 +105,7 @@ func (m *Member) apply(ctx context.Context, c *msg, cur *Step) (Outcome, bool, e
 		return Outcome{}, false, nil
 	}
 	a.epoch = Epoch{Number: c.Epoch, Members: slices.Clone(c.Members)}
+	a.held = a.epoch
 	m.setState(StateActive, c.Epoch)
 	m.log.Info("epoch committed", "epoch", c.Epoch, "members", len(c.Members), "source", c.Source, "targets", len(c.Targets))
 	out := Outcome{Epoch: a.epoch, Changed: true, Step: cur.Done}
@@ -113,6 +115,14 @@ func (m *Member) apply(ctx context.Context, c *msg, cur *Step) (Outcome, bool, e
 	var targets []string
 	for _, t := range c.Targets {
 		targets = append(targets, c.Members[t])
+	}
+	out.Sync = SyncOrder{Source: c.Source, Targets: targets}
+	if m.cfg.Snapshot == nil {
+		// Deferred sync: the caller transfers the state.
+		if slices.Contains(targets, m.cfg.ID) {
+			out.Step = c.Step
+		}
+		return out, true, nil
 	}
 	switch {
 	case c.Source == m.cfg.ID:

@@ -23,7 +23,7 @@ import (
 // without a leave) during an all-reduce; the three survivors form the next
 // epoch and all-reduce exactly again.
 func TestQUICRing(t *testing.T) {
-	cluster, _, err := secret.Ephemeral()
+	cluster, sec, err := secret.Ephemeral()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestQUICRing(t *testing.T) {
 		if qlog == nil {
 			qlog = slog.New(slog.DiscardHandler)
 		}
-		ep, err := quic.Listen(quic.Config{ID: id, Cluster: cluster, Logger: qlog})
+		ep, err := quic.Listen(quic.Config{ID: id, Secret: sec, Logger: qlog})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,9 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -74,4 +76,33 @@ func (m *Member) recvState(ctx context.Context, epoch uint64, peer string, chunk
 			return out, nil
 		}
 	}
+}
+
+// SendState sends state to every target of a deferred sync order
+// (Outcome.Sync) for epoch, concurrently; the caller is the order's source
+// and runs it before the epoch's first collective. Each chunk must be
+// accepted within ReportTimeout (and ctx). The error names every target
+// that failed.
+func (m *Member) SendState(ctx context.Context, epoch uint64, targets []string, state []byte) error {
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		if t == m.cfg.ID {
+			continue
+		}
+		wg.Go(func() { errs[i] = m.sendState(ctx, epoch, t, state, m.cfg.ReportTimeout) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// RecvState receives the state of a deferred sync order (Outcome.Sync) for
+// epoch from source; the caller is one of the order's targets and installs
+// the state itself before the epoch's first collective. Each chunk must
+// arrive within ReportTimeout (and ctx).
+func (m *Member) RecvState(ctx context.Context, epoch uint64, source string) ([]byte, error) {
+	if source == m.cfg.ID {
+		return nil, fmt.Errorf("membership: node %s: state sync from itself (epoch %d)", m.cfg.ID, epoch)
+	}
+	return m.recvState(ctx, epoch, source, m.cfg.ReportTimeout)
 }

@@ -95,3 +95,37 @@ func TestStateSyncRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigSyncHooks(t *testing.T) {
+	cases := []struct {
+		name     string
+		snapshot bool
+		restore  bool
+		ok       bool
+	}{
+		{"both (eager)", true, true, true},
+		{"neither (deferred)", false, false, true},
+		{"only Snapshot", true, false, false},
+		{"only Restore", false, true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			net := mem.NewNetwork()
+			ep, err := net.Endpoint("a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := LocalConfig()
+			cfg.ID, cfg.Endpoint, cfg.Insecure = "a", ep, true
+			if c.snapshot {
+				cfg.Snapshot = func() ([]byte, error) { return nil, nil }
+			}
+			if c.restore {
+				cfg.Restore = func([]byte) error { return nil }
+			}
+			if err := cfg.validate(); (err == nil) != c.ok {
+				t.Fatalf("validate: %v, want ok=%v", err, c.ok)
+			}
+		})
+	}
+}

@@ -17,7 +17,12 @@ type Model struct {
 	grads   []float32
 	loss    *SoftmaxCrossEntropy
 	dropout []*Dropout
+	ready   func(i int, r ParamRange) // see SetGradReady
 }
+
+// ParamRange is one layer's parameters in the arena: Params()[Off:Off+Len],
+// and its gradients at the same place in Grads().
+type ParamRange struct{ Layer, Off, Len int }
 
 // inputGradSkipper is implemented by layers that can skip computing dL/dx
 // when they are first in the model and nobody consumes it.
@@ -101,11 +106,39 @@ func (m *Model) Forward(x []float32, n int, train bool) []float32 {
 	return x
 }
 
+// GradOrder lists the layers that have parameters in the order Backward
+// finishes their gradients: last layer first. Consecutive entries are
+// adjacent in the arena.
+func (m *Model) GradOrder() []ParamRange {
+	var out []ParamRange
+	for i := len(m.layers) - 1; i >= 0; i-- {
+		if n := m.layers[i].NumParams(); n > 0 {
+			out = append(out, ParamRange{Layer: i, Off: m.offsets[i], Len: n})
+		}
+	}
+	return out
+}
+
+// SetGradReady sets fn to be called during Backward as soon as a layer's
+// gradients are final, with the layer's position i in GradOrder and its
+// range; fn runs on the goroutine of Backward, before the layers below are
+// computed, so a caller can start reducing those gradients while backward
+// goes on (it must not write them). nil removes the callback.
+func (m *Model) SetGradReady(fn func(i int, r ParamRange)) { m.ready = fn }
+
 // Backward propagates dL/dlogits back through every layer, accumulating
 // parameter gradients into the gradient arena.
 func (m *Model) Backward(dy []float32, n int) {
+	k := 0
 	for i := len(m.layers) - 1; i >= 0; i-- {
-		dy = m.layers[i].Backward(dy, n)
+		l := m.layers[i]
+		dy = l.Backward(dy, n)
+		if np := l.NumParams(); np > 0 {
+			if m.ready != nil {
+				m.ready(k, ParamRange{Layer: i, Off: m.offsets[i], Len: np})
+			}
+			k++
+		}
 	}
 }
 

@@ -27,6 +27,25 @@ type Exec struct {
 	// Scratch receives chunks before they are reduced; at least as long as
 	// the longest reducing receive.
 	Scratch []float32
+	// Wire, when set, is the encoding of elements on the wire (nil: the
+	// float32 bytes themselves). Chunks are encoded from Buf when sent and
+	// decoded to float32 when received, so every reduction runs in float32;
+	// a chunk's final value is rounded to the wire type once (after Final),
+	// in Buf too, so the owner keeps exactly what the others decode.
+	Wire *Codec
+	// SendBuf and RecvBuf hold encoded chunks when Wire is set; each at
+	// least Wire.Size times the longest chunk.
+	SendBuf, RecvBuf []byte
+}
+
+// Codec is an element encoding on the wire other than float32's own bytes.
+// Decode(Encode(x)) must be exact for every x that Round produces, so that
+// values forwarded in the all-gather reach every rank unchanged.
+type Codec struct {
+	Size   int // bytes per element
+	Encode func(dst []byte, src []float32)
+	Decode func(dst []float32, src []byte)
+	Round  func(x []float32) // x = Decode(Encode(x)), in place
 }
 
 // Run executes e: a sender goroutine walks Sends while this goroutine walks
@@ -89,7 +108,12 @@ func sendAll(ctx context.Context, e *Exec, ready <-chan struct{}) error {
 				return ctx.Err()
 			}
 		}
-		if err := e.Next.Send(ctx, e.Tag, Bytes(e.Buf[s.Off:s.Off+s.Len])); err != nil {
+		p := Bytes(e.Buf[s.Off : s.Off+s.Len])
+		if e.Wire != nil {
+			p = e.SendBuf[:s.Len*e.Wire.Size]
+			e.Wire.Encode(p, e.Buf[s.Off:s.Off+s.Len])
+		}
+		if err := e.Next.Send(ctx, e.Tag, p); err != nil {
 			return err
 		}
 	}
@@ -97,25 +121,45 @@ func sendAll(ctx context.Context, e *Exec, ready <-chan struct{}) error {
 }
 
 func recvAll(ctx context.Context, e *Exec, ready chan<- struct{}) error {
+	size := 4
+	if e.Wire != nil {
+		size = e.Wire.Size
+	}
 	for _, r := range e.Sched.Recvs {
 		dst := e.Buf[r.Off : r.Off+r.Len]
-		into := dst
-		if r.Reduce {
-			into = e.Scratch[:r.Len]
+		var into []byte
+		switch {
+		case e.Wire != nil:
+			into = e.RecvBuf[:size*r.Len]
+		case r.Reduce:
+			into = Bytes(e.Scratch[:r.Len])
+		default:
+			into = Bytes(dst)
 		}
-		n, err := e.Prev.Recv(ctx, e.Tag, Bytes(into))
+		n, err := e.Prev.Recv(ctx, e.Tag, into)
 		if err != nil {
 			return err
 		}
-		if n != 4*r.Len {
+		if n != size*r.Len {
 			return &transport.OpError{Op: "recv", Peer: e.Prev.Peer(), Tag: e.Tag,
-				Err: fmt.Errorf("%w: chunk of %d bytes, want %d", transport.ErrProtocol, n, 4*r.Len)}
+				Err: fmt.Errorf("%w: chunk of %d bytes, want %d", transport.ErrProtocol, n, size*r.Len)}
 		}
-		if r.Reduce {
-			e.Reduce(dst, into)
+		switch {
+		case e.Wire != nil && r.Reduce:
+			e.Wire.Decode(e.Scratch[:r.Len], into)
+			e.Reduce(dst, e.Scratch[:r.Len])
+		case e.Wire != nil:
+			e.Wire.Decode(dst, into)
+		case r.Reduce:
+			e.Reduce(dst, e.Scratch[:r.Len])
 		}
-		if r.Final && e.Final != nil {
-			e.Final(dst)
+		if r.Final {
+			if e.Final != nil {
+				e.Final(dst)
+			}
+			if e.Wire != nil {
+				e.Wire.Round(dst)
+			}
 		}
 		ready <- struct{}{} // never blocks: capacity is len(Recvs)
 	}

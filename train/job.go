@@ -6,29 +6,32 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/data"
 	"github.com/ringtrain/ringtrain/membership"
-	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/node"
 )
 
-// Membership is what the elastic loop needs from the membership layer:
-// agreement on the epoch of the next step at every step boundary.
-// *membership.Member satisfies it.
-type Membership interface {
-	Boundary(ctx context.Context, s membership.Step) (membership.Outcome, error)
+// Node is what the elastic loop needs from the node it runs on: agreement
+// on the epoch of the next step, with its collective group, at every step
+// boundary. *node.Node satisfies it.
+type Node interface {
+	ID() string
+	Boundary(ctx context.Context, s node.Step) (node.Boundary, error)
+	// RequestLeave makes a node still waiting for admission stop waiting.
+	RequestLeave()
 }
 
 // JobConfig configures an elastic training job on one node.
 type JobConfig struct {
-	Trainer  *Trainer
-	Member   Membership
-	Endpoint transport.Endpoint
-	// ChunkBytes and OpTimeout configure each epoch's collective.Group.
-	ChunkBytes int
-	OpTimeout  time.Duration
+	Trainer *Trainer
+	// Node gives each step's epoch and group; it is configured with the
+	// Trainer's MarshalState and UnmarshalState as its Snapshot and
+	// Restore.
+	Node Node
 	// Steps stops the job at this global step; if 0, Epochs data epochs.
 	Steps  uint64
 	Epochs int
@@ -61,7 +64,7 @@ type JobStep struct {
 	Epoch       membership.Epoch
 	Peers       int
 	StepTime    time.Duration
-	CommTime    time.Duration // time inside the gradient all-reduce
+	CommTime    time.Duration // time waiting for the gradient reduction after backward
 	CommBytes   int           // size of the all-reduced buffer
 	GlobalBatch int
 	TotalSteps  uint64 // estimate of the step the job ends at, with the current peers
@@ -84,21 +87,6 @@ type JobResult struct {
 	Samples     int64  // global samples trained through while this node took part
 }
 
-// timedComm measures the gradient all-reduce inside a step.
-type timedComm struct {
-	*collective.Group
-	took  time.Duration
-	bytes int
-}
-
-func (c *timedComm) AllReduce(ctx context.Context, buf []float32, op collective.Op) error {
-	start := time.Now()
-	err := c.Group.AllReduce(ctx, buf, op)
-	c.took += time.Since(start)
-	c.bytes += 4 * len(buf)
-	return err
-}
-
 // RunJob trains across membership epochs: before every step the members
 // agree on the epoch (admitting newcomers, dropping lost or leaving peers,
 // syncing the state of those behind), then run the step over that epoch's
@@ -118,34 +106,30 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 	)
 	// A node still waiting to be admitted sees a leave request at once;
 	// members see it at their next step boundary.
-	if lr, ok := jc.Member.(interface{ RequestLeave() }); ok && jc.Leave != nil {
+	if jc.Leave != nil {
+		var wg sync.WaitGroup
 		stop := make(chan struct{})
+		defer wg.Wait()
 		defer close(stop)
-		go func() {
+		wg.Go(func() {
 			select {
 			case <-jc.Leave:
-				lr.RequestLeave()
+				jc.Node.RequestLeave()
 			case <-stop:
 			}
-		}()
+		})
 	}
-	out, err := jc.Member.Boundary(ctx, membership.Step{Done: t.step})
+	out, err := jc.Node.Boundary(ctx, node.Step{Done: t.step})
 	for {
 		if err != nil {
-			return res, fmt.Errorf("train: node %s at step %d: %w", jc.Endpoint.ID(), t.step, err)
+			return res, fmt.Errorf("train: node %s at step %d: %w", jc.Node.ID(), t.step, err)
 		}
 		if out.Left {
 			res.Left = true
 			break
 		}
 		if out.Changed || g == nil {
-			cur = out.Epoch
-			g, err = collective.New(ctx, collective.Config{Endpoint: jc.Endpoint, Members: cur.Members, Epoch: cur.Number, ChunkBytes: jc.ChunkBytes, Timeout: jc.OpTimeout})
-			if err != nil {
-				log.Warn("cannot reach the new ring", "epoch", cur.Number, "err", err)
-				out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: err})
-				continue
-			}
+			cur, g = membership.Epoch{Number: out.Epoch, Members: out.Members}, out.Group
 			if jc.OnEpoch != nil {
 				jc.OnEpoch(cur)
 			}
@@ -154,7 +138,9 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 			// Every member reaches the end at the same step: a last
 			// digest check and evaluation on the final ring. A peer lost
 			// here is handled like a failed step, then the end is retried.
-			ferr := jc.final(ctx, g, &last)
+			sctx, cancel := jc.abortOnDeath(ctx, cur.Members)
+			ferr := withCause(jc.final(sctx, g, &last), ctx, sctx)
+			cancel()
 			var div *DivergenceError
 			if ferr == nil || errors.As(ferr, &div) {
 				if ferr != nil {
@@ -163,10 +149,12 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 				break
 			}
 			log.Warn("final check failed; forming the next epoch", "step", t.step, "epoch", cur.Number, "err", ferr)
-			out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: ferr})
+			out, err = jc.Node.Boundary(ctx, node.Step{Done: t.step, Err: ferr})
 			continue
 		}
-		serr := jc.step(ctx, g, cur, &res, &last)
+		sctx, cancel := jc.abortOnDeath(ctx, cur.Members)
+		serr := withCause(jc.step(sctx, g, cur, &res, &last), ctx, sctx)
+		cancel()
 		var div *DivergenceError
 		if errors.As(serr, &div) {
 			return res, serr
@@ -181,7 +169,7 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		// A leave is announced in the boundary right after a step, which
 		// every member attends, so the others form the next epoch without
 		// this node and no collective waits for it.
-		out, err = jc.Member.Boundary(ctx, membership.Step{Done: t.step, Err: serr, Leave: leaving(jc.Leave)})
+		out, err = jc.Node.Boundary(ctx, node.Step{Done: t.step, Err: serr, Leave: leaving(jc.Leave)})
 	}
 	res.Steps, res.Epoch, res.Digest = t.step, cur, t.Digest()
 	if res.Left || g == nil {
@@ -201,6 +189,32 @@ func RunJob(ctx context.Context, jc JobConfig) (JobResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// deathAborter is implemented by a Node whose failure detector can
+// abort a step (*node.Node): the context it returns is cancelled
+// when one of peers is declared dead.
+type deathAborter interface {
+	AbortOnDeath(ctx context.Context, peers []string) (context.Context, context.CancelFunc)
+}
+
+// abortOnDeath runs a step under the membership's failure detector when it
+// has one: a collective blocked, directly or through other members, on a
+// member that died fails at once instead of at the transport's timeout.
+func (jc *JobConfig) abortOnDeath(ctx context.Context, members []string) (context.Context, context.CancelFunc) {
+	if d, ok := jc.Node.(deathAborter); ok {
+		return d.AbortOnDeath(ctx, members)
+	}
+	return context.WithCancel(ctx)
+}
+
+// withCause adds to err why the step's context sctx was cancelled, when it
+// was and the job's ctx was not (the failure detector named a dead peer).
+func withCause(err error, ctx, sctx context.Context) error {
+	if err == nil || ctx.Err() != nil || sctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("%w (step aborted: %w)", err, context.Cause(sctx))
 }
 
 // final runs the end-of-job digest check and evaluation.
@@ -264,16 +278,15 @@ func (jc *JobConfig) totalSteps(peers int) uint64 {
 // for the boundary to handle.
 func (jc *JobConfig) step(ctx context.Context, g *collective.Group, ep membership.Epoch, res *JobResult, last *Eval) error {
 	t := jc.Trainer
-	tc := &timedComm{Group: g}
 	start := time.Now()
-	st, err := t.Step(ctx, tc)
+	st, err := t.Step(ctx, g)
 	if err != nil {
 		return err
 	}
 	took := time.Since(start)
 	res.Samples += int64(st.Share.Global)
 	if jc.OnStep != nil {
-		jc.OnStep(JobStep{StepStats: st, Epoch: ep, Peers: g.Size(), StepTime: took, CommTime: tc.took, CommBytes: tc.bytes,
+		jc.OnStep(JobStep{StepStats: st, Epoch: ep, Peers: g.Size(), StepTime: took, CommTime: st.CommWait, CommBytes: st.CommBytes,
 			GlobalBatch: g.Size() * t.cfg.BatchPerPeer, TotalSteps: jc.totalSteps(g.Size())})
 	}
 	if k := jc.DigestEvery; k > 0 && t.step%uint64(k) == 0 {

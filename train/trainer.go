@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
 	"github.com/ringtrain/ringtrain/data"
@@ -37,6 +38,13 @@ type Config struct {
 	// costs memory for the rest of the run (the CNN's forward buffers come
 	// to about 99,000 floats, 0.4 MB, per sample).
 	EvalBatch int
+	// BucketBytes > 0 reduces the gradients in buckets of about this many
+	// (float32) bytes, each launched while backward still computes the
+	// layers below it (collective.Bucketer); 0 or negative: one all-reduce
+	// of the whole gradient arena after backward.
+	BucketBytes int
+	// Wire is the wire dtype of the gradient all-reduce (default float32).
+	Wire collective.DType
 }
 
 // Trainer holds one peer's model, optimizer and position in the data.
@@ -53,6 +61,7 @@ type Trainer struct {
 	keys       []uint64
 	stats      [3]float32
 	digest     digestScratch
+	bucketer   *collective.Bucketer // nil: unbucketed
 }
 
 // New checks cfg and returns a Trainer at step 0 of data epoch 0.
@@ -73,7 +82,28 @@ func New(cfg Config) (*Trainer, error) {
 	if cfg.Schedule == nil {
 		cfg.Schedule = optim.Constant{}
 	}
-	return &Trainer{cfg: cfg}, nil
+	t := &Trainer{cfg: cfg}
+	if cfg.BucketBytes > 0 {
+		// One segment per layer, in the order backward finishes them.
+		var segs []collective.Segment
+		for _, r := range cfg.Model.GradOrder() {
+			segs = append(segs, collective.Segment{Off: r.Off, Len: r.Len})
+		}
+		b, err := collective.NewBucketer(cfg.Model.Grads(), segs, collective.BucketConfig{BucketBytes: cfg.BucketBytes, Op: collective.Sum, Wire: cfg.Wire})
+		if err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		t.bucketer = b
+	}
+	return t, nil
+}
+
+// Buckets is the gradient bucket plan (nil when unbucketed).
+func (t *Trainer) Buckets() []collective.Bucket {
+	if t.bucketer == nil {
+		return nil
+	}
+	return t.bucketer.Buckets()
 }
 
 // Model returns the trained model.
@@ -111,6 +141,11 @@ type StepStats struct {
 	// Loss is this peer's mean loss over its share (NaN-free; 0 if empty).
 	Loss      float64
 	EpochDone bool // the step consumed the last samples of its data epoch
+	// CommWait is the time the step spent waiting for the gradient
+	// reduction after backward (with buckets, what overlap did not hide);
+	// CommBytes is the gradient arena's size in float32 bytes.
+	CommWait  time.Duration
+	CommBytes int
 }
 
 // Step runs one synchronous training step over comm: forward and backward on
@@ -142,18 +177,15 @@ func (t *Trainer) Step(ctx context.Context, comm Comm) (StepStats, error) {
 	}
 	mdl := t.cfg.Model
 	mdl.SetSampleKeys(t.keys)
-	loss, _, err := mdl.TrainBatch(t.x, t.labels, m, 1/float32(sh.Global))
+	loss, commWait, err := t.backwardAndReduce(ctx, comm, m, sh.Global)
 	if err != nil {
-		return StepStats{}, fmt.Errorf("train: step %d: %w", t.step, err)
-	}
-	if err := comm.AllReduce(ctx, mdl.Grads(), collective.Sum); err != nil {
-		return StepStats{}, fmt.Errorf("train: step %d (data epoch %d, rank %d of %d): all-reduce of %d gradients: %w", t.step, t.epoch, rank, size, len(mdl.Grads()), err)
+		return StepStats{}, err
 	}
 	lr := t.cfg.LR.LR(int64(t.step), size*t.cfg.BatchPerPeer, t.cfg.Schedule)
 	if err := t.cfg.Optimizer.Update(mdl.Params(), mdl.Grads(), float32(lr)); err != nil {
 		return StepStats{}, fmt.Errorf("train: step %d: %w", t.step, err)
 	}
-	st := StepStats{Step: t.step, Epoch: t.epoch, Share: sh, Samples: order[sh.Lo:sh.Hi], LR: lr}
+	st := StepStats{Step: t.step, Epoch: t.epoch, Share: sh, Samples: order[sh.Lo:sh.Hi], LR: lr, CommWait: commWait, CommBytes: 4 * len(mdl.Grads())}
 	if m > 0 {
 		st.Loss = loss / float64(m)
 	}
@@ -165,6 +197,52 @@ func (t *Trainer) Step(ctx context.Context, comm Comm) (StepStats, error) {
 		t.cursor = 0
 	}
 	return st, nil
+}
+
+// backwardAndReduce runs forward and backward on the gathered share of m
+// samples and sums the gradients (pre-scaled by 1/global) over comm: with
+// a Bucketer, each bucket is launched from backward as soon as its layers
+// are done; otherwise one all-reduce follows backward. It returns the loss
+// sum and the time spent waiting for the reduction after backward.
+func (t *Trainer) backwardAndReduce(ctx context.Context, comm Comm, m, global int) (float64, time.Duration, error) {
+	mdl := t.cfg.Model
+	fail := func(err error) error {
+		return fmt.Errorf("train: step %d (data epoch %d, rank %d of %d): reduction of %d gradients: %w", t.step, t.epoch, comm.Rank(), comm.Size(), len(mdl.Grads()), err)
+	}
+	if t.bucketer == nil {
+		loss, _, err := mdl.TrainBatch(t.x, t.labels, m, 1/float32(global))
+		if err != nil {
+			return 0, 0, fmt.Errorf("train: step %d: %w", t.step, err)
+		}
+		start := time.Now()
+		if err := comm.AllReduceWire(ctx, mdl.Grads(), collective.Sum, t.cfg.Wire); err != nil {
+			return 0, 0, fail(err)
+		}
+		return loss, time.Since(start), nil
+	}
+	round := t.bucketer.Start(ctx, comm)
+	var readyErr error
+	mdl.SetGradReady(func(i int, _ model.ParamRange) {
+		if err := round.Ready(i); err != nil && readyErr == nil {
+			readyErr = err
+		}
+	})
+	loss, _, err := mdl.TrainBatch(t.x, t.labels, m, 1/float32(global))
+	mdl.SetGradReady(nil)
+	// Wait in every case: the round's operations must end before the
+	// arena is touched again, and the other members expect all of them.
+	start := time.Now()
+	werr := round.Wait(ctx)
+	took := time.Since(start)
+	switch {
+	case err != nil:
+		return 0, 0, fmt.Errorf("train: step %d: %w", t.step, err)
+	case werr != nil:
+		return 0, 0, fail(werr)
+	case readyErr != nil:
+		return 0, 0, fail(readyErr)
+	}
+	return loss, took, nil
 }
 
 // sampleKey mixes (seed, data epoch, position) into one 64-bit key

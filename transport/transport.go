@@ -12,6 +12,10 @@
 //     and wrap one of the sentinel errors below (or a context error), so
 //     callers can use errors.Is.
 //   - A payload passed to Send may be reused by the caller once Send returns.
+//   - A definite loss (ErrPeerLost) is distinct from running out of time
+//     while connecting (ErrUnreachable); endpoints that implement PeerFailer
+//     turn a failure detector's verdict into ErrPeerLost at once.
+//   - Reasons received from peers are bounded (MaxReasonLen).
 //
 // Implementations: transport/mem (in one process, with fault injection) and
 // transport/quic (QUIC with mutual TLS).
@@ -27,8 +31,16 @@ import (
 var (
 	// ErrClosed: the local endpoint or connection was closed.
 	ErrClosed = errors.New("connection closed")
-	// ErrPeerLost: the remote peer went away (crashed, closed, unreachable).
+	// ErrPeerLost: the remote peer definitely went away: it closed, its
+	// connection broke or timed out after it was established, or the failure
+	// detector declared it dead (PeerFailer). Callers may treat it as a loss.
 	ErrPeerLost = errors.New("peer lost")
+	// ErrUnreachable: no connection to the peer could be established before
+	// the caller's deadline. It is not a definite loss (the peer may be slow
+	// to start, or the network briefly partitioned), so it does not wrap
+	// ErrPeerLost; a dial that ran out of time wraps both ErrUnreachable and
+	// the context's error.
+	ErrUnreachable = errors.New("peer unreachable")
 	// ErrAborted: the remote peer aborted the operation with this tag; the
 	// error text carries the peer's reason.
 	ErrAborted = errors.New("operation aborted by peer")
@@ -88,6 +100,34 @@ type Endpoint interface {
 	Conn(ctx context.Context, peer string) (Conn, error)
 	// Close closes the endpoint and all its connections; peers see ErrPeerLost.
 	Close() error
+}
+
+// PeerFailer is implemented by endpoints (transport/mem, transport/quic) that
+// can be told by a failure detector that a peer is dead. Callers type-assert
+// ep.(transport.PeerFailer).
+type PeerFailer interface {
+	// FailPeer declares peer id dead (gossip's failure detector said so):
+	// every operation blocked on it fails at once with an error wrapping
+	// ErrPeerLost (naming the peer, tag and cause), and its connection is
+	// closed; a later dial in either direction may connect again.
+	FailPeer(id string, cause error)
+}
+
+// MaxReasonLen bounds an abort reason (bytes) that a transport sends or
+// stores: reasons from peers are truncated to it, so remembered aborted tags
+// cost at most this much each.
+const MaxReasonLen = 1024
+
+// TruncateReason cuts s to at most MaxReasonLen bytes, on a UTF-8 boundary.
+func TruncateReason(s string) string {
+	if len(s) <= MaxReasonLen {
+		return s
+	}
+	i := MaxReasonLen
+	for i > 0 && s[i]&0xC0 == 0x80 { // do not split a multi-byte rune
+		i--
+	}
+	return s[:i]
 }
 
 // OpError is the error every transport returns: it names the operation, the

@@ -14,7 +14,9 @@
 // the real collective over transport/mem links in fake time and checks that
 // the simulated all-reduce takes the same time to the microsecond.
 //
-// Bucketed overlap reduces buckets one after another. ringtrain's
+// Bucketed overlap uses the trainer's own bucket plan (collective.NewBucketer
+// over the profile's gradients in ready order) and reduces buckets one after
+// another, in plan order. ringtrain's
 // AllReduceAsync lets buckets run concurrently, sharing the two ring links;
 // when the links are the bottleneck both finish the last bucket at about the
 // same time, which is what sets the step.
@@ -26,8 +28,9 @@
 // therefore caps X at (Cores-FixedCores)/CPUSecPerGiB GiB/s when that is below
 // the link's goodput. Results say which of the two set the rate.
 //
-// All times are float64 seconds and all sizes float64 bytes, so scaled
-// emulation (gradients shrunk by a factor) needs no rounding.
+// All times are float64 seconds and all sizes float64 bytes; scaled
+// emulation (gradients shrunk by a factor) rounds the gradient arena to
+// whole floats as the emulated peers do (Segments).
 package sim
 
 import (

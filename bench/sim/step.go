@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ringtrain/ringtrain/bench/profile"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // Design is the gradient-averaging architecture being simulated.
@@ -18,15 +19,22 @@ const (
 // Step configures how a training step communicates.
 type Step struct {
 	Design Design
-	// Overlap: gradients are fused into buckets of BucketBytes in the order
-	// they become ready, and a bucket's reduction starts as soon as its last
-	// gradient is ready (buckets reduce one at a time, in order). Without it
-	// the whole gradient is reduced in one operation after backward.
+	// Overlap: gradients are fused into buckets as the trainer fuses them
+	// (collective.NewBucketer's plan with BucketBytes of the float32 arena;
+	// 0 is collective.DefaultBucketBytes) in the order they become ready,
+	// and a bucket's reduction starts as soon as its last gradient is ready
+	// (buckets reduce one at a time, in plan order). Without it the whole
+	// gradient is reduced in one operation after backward.
 	Overlap     bool
 	BucketBytes float64
-	// BytesPerParam is the gradient's bytes per parameter on the wire: 4 for
-	// fp32, 2 for fp16; scaled emulation uses 4/scale. 0 means 4.
-	BytesPerParam float64
+	// Wire is the gradient's dtype on the wire (4 or 2 bytes per element).
+	Wire collective.DType
+	// Scale divides every gradient's element count (scaled emulation,
+	// Segments); 0 means 1.
+	Scale float64
+	// Plan, if not nil, is Buckets(tl) computed beforehand (a grid reuses
+	// one plan for every n, rate and core count).
+	Plan []Bucket
 	// GPUsPerNode peers share one node's link and transport cores (0 means 1).
 	// With a flat ring only one ring hop per node leaves the node, but every
 	// peer's hop goes through the transport. Hierarchical: the GPUs of a node
@@ -61,35 +69,11 @@ type Bucket struct {
 	ReadyMs float64 // from the start of backward
 }
 
-func (st Step) bytesPerParam() float64 {
-	if st.BytesPerParam > 0 {
-		return st.BytesPerParam
+func (st Step) scale() float64 {
+	if st.Scale > 0 {
+		return st.Scale
 	}
-	return 4
-}
-
-// Buckets fuses the timeline's gradients in ready order: without Overlap one
-// bucket of everything, ready at the end of backward; with it, a bucket closes
-// as soon as it holds BucketBytes or more.
-func (st Step) Buckets(tl profile.Timeline) []Bucket {
-	bpp := st.bytesPerParam()
-	if !st.Overlap {
-		return []Bucket{{Bytes: float64(tl.Params()) * bpp, ReadyMs: tl.BackwardMs}}
-	}
-	var out []Bucket
-	var cur Bucket
-	for _, g := range tl.Grads {
-		cur.Bytes += float64(g.Numel) * bpp
-		cur.ReadyMs = g.ReadyMs
-		if cur.Bytes >= st.BucketBytes {
-			out = append(out, cur)
-			cur = Bucket{}
-		}
-	}
-	if cur.Bytes > 0 {
-		out = append(out, cur)
-	}
-	return out
+	return 1
 }
 
 // Simulate returns the simulated step of n GPUs, each running timeline tl
@@ -102,8 +86,8 @@ func Simulate(tl profile.Timeline, batch, n int, net Net, st Step) (Result, erro
 	switch {
 	case n < 1 || batch < 1:
 		return Result{}, fmt.Errorf("%w: n = %d, batch = %d", ErrConfig, n, batch)
-	case st.Overlap && !(st.BucketBytes > 0):
-		return Result{}, fmt.Errorf("%w: overlap needs a bucket size, got %v", ErrConfig, st.BucketBytes)
+	case st.Overlap && st.BucketBytes < 0:
+		return Result{}, fmt.Errorf("%w: bucket size %v", ErrConfig, st.BucketBytes)
 	case n%g != 0:
 		return Result{}, fmt.Errorf("%w: %d GPUs is not a multiple of %d per node", ErrConfig, n, g)
 	case st.Hierarchical && g > 1 && !(st.IntraBytesPerSec > 0):
@@ -114,7 +98,10 @@ func Simulate(tl profile.Timeline, batch, n int, net Net, st Step) (Result, erro
 		return Result{}, fmt.Errorf("%w: design %q", ErrConfig, st.Design)
 	}
 	res := Result{N: n, OneGPUSec: tl.StepMs() / 1000}
-	bs := st.Buckets(tl)
+	bs, err := st.Buckets(tl)
+	if err != nil {
+		return Result{}, err
+	}
 	res.Buckets = len(bs)
 	fwd, bwd := tl.ForwardMs/1000, tl.BackwardMs/1000
 	var commEnd float64

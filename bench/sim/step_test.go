@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ringtrain/ringtrain/bench/profile"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // toy: 10 ms forward, 30 ms backward, 2 ms optimizer; a 4 MB gradient ready
@@ -33,7 +34,7 @@ func TestStepRing(t *testing.T) {
 		// One bucket holding both: 14 ms after backward, as without overlap.
 		{"overlap one bucket", 2, Step{Design: DesignRing, Overlap: true, BucketBytes: 1e9}, 56 * ms, LimitLink},
 		// fp16 halves the bytes: 7 ms.
-		{"fp16", 2, Step{Design: DesignRing, BytesPerParam: 2}, 49 * ms, LimitLink},
+		{"fp16", 2, Step{Design: DesignRing, Wire: collective.Float16}, 49 * ms, LimitLink},
 		// 4 GPUs: 2·3/4·14 MB = 21 ms.
 		{"4 GPUs", 4, Step{Design: DesignRing}, 63 * ms, LimitLink},
 		// Hierarchical, 2 per node: intra 2·1/2·14 MB at 14e9 B/s = 1 ms,
@@ -135,7 +136,7 @@ func TestSimulateRejects(t *testing.T) {
 		st   Step
 	}{
 		{"zero GPUs", 0, Step{Design: DesignRing}},
-		{"overlap without buckets", 2, Step{Design: DesignRing, Overlap: true}},
+		{"negative bucket size", 2, Step{Design: DesignRing, Overlap: true, BucketBytes: -1}},
 		{"uneven nodes", 3, Step{Design: DesignRing, GPUsPerNode: 2}},
 		{"hierarchical without intra rate", 4, Step{Design: DesignRing, GPUsPerNode: 2, Hierarchical: true}},
 		{"no servers", 4, Step{Design: DesignPS}},

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ringtrain/ringtrain/bench/profile"
+	"github.com/ringtrain/ringtrain/collective"
 )
 
 // Emulated is one measured scaled-emulation run (bench scaling --emulate):
@@ -19,14 +20,16 @@ type Emulated struct {
 	Backend string `json:"backend"`
 	// GPU is the compute profile's GPU as bench scaling names it ("p100");
 	// empty for the measured profile (h200).
-	GPU                  string  `json:"gpu,omitempty"`
-	Model                string  `json:"model"`
-	N                    int     `json:"n"`
-	LinkBitsPerSec       float64 `json:"link_bits_per_s"` // the shaped rate actually used (already scaled down)
-	Scale                float64 `json:"scale"`           // gradient bytes divided by this
-	ChunkBytes           float64 `json:"chunk_bytes"`
-	Overlap              bool    `json:"overlap"`
-	BucketBytes          float64 `json:"bucket_bytes"` // in scaled bytes, as the emulated run used them
+	GPU            string  `json:"gpu,omitempty"`
+	Model          string  `json:"model"`
+	N              int     `json:"n"`
+	LinkBitsPerSec float64 `json:"link_bits_per_s"` // the shaped rate actually used (already scaled down)
+	Scale          float64 `json:"scale"`           // gradient bytes divided by this
+	ChunkBytes     float64 `json:"chunk_bytes"`
+	Overlap        bool    `json:"overlap"`
+	BucketBytes    float64 `json:"bucket_bytes"` // in scaled bytes, as the emulated run used them
+	// Wire is the gradients' dtype on the wire ("bf16", "fp16"; empty: fp32).
+	Wire                 string  `json:"wire,omitempty"`
 	MeasuredImagesPerSec float64 `json:"measured_images_per_s"`
 }
 
@@ -39,7 +42,8 @@ type Validation struct {
 }
 
 // Validate predicts an emulated run with the simulator: the profile p's
-// timeline with gradients of 4/Scale bytes per parameter, the run's link rate
+// timeline with every gradient scaled down by Scale (Segments), on the run's
+// wire dtype and, with overlap, the run's bucket plan, the run's link rate
 // and chunk size, on net (whose Transport should describe the emulating
 // machine: its cores per peer and its cost per byte through shaped links).
 func Validate(p profile.Profile, e Emulated, net Net) (Validation, error) {
@@ -51,7 +55,14 @@ func Validate(p profile.Profile, e Emulated, net Net) (Validation, error) {
 	}
 	net.Link.BitsPerSec = e.LinkBitsPerSec
 	net.Ring.ChunkBytes = e.ChunkBytes
-	st := Step{Design: DesignRing, Overlap: e.Overlap, BucketBytes: e.BucketBytes, BytesPerParam: 4 / e.Scale}
+	wire := collective.Float32
+	if e.Wire != "" {
+		var err error
+		if wire, err = collective.ParseDType(e.Wire); err != nil {
+			return Validation{}, fmt.Errorf("%w: emulated %s n=%d: %w", ErrConfig, e.Model, e.N, err)
+		}
+	}
+	st := Step{Design: DesignRing, Overlap: e.Overlap, BucketBytes: e.BucketBytes, Wire: wire, Scale: e.Scale}
 	r, err := Simulate(p.Timeline(), p.BatchPerGPU, e.N, net, st)
 	if err != nil {
 		return Validation{}, fmt.Errorf("validate %s n=%d: %w", e.Model, e.N, err)

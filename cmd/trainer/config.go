@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ringtrain/ringtrain/collective"
+	rtnode "github.com/ringtrain/ringtrain/node"
 )
 
 // config is everything a node is told. Every flag has an environment twin,
@@ -17,15 +19,10 @@ import (
 type config struct {
 	Local int
 
-	Seeds         string
-	Listen        string
-	Advertise     string
-	QUICListen    string
-	QUICAdvertise string
-	NodeID        string
-	Secret        string
-	SecretFile    string
-	Insecure      bool
+	// Node is what the node's flags (rtnode.Keys: seeds, listen, secret,
+	// min-peers, ...) say, read by rtnode.ConfigFromMap from nodeKV.
+	Node   rtnode.Config
+	nodeKV map[string]string
 
 	Model       string
 	DataDir     string
@@ -36,10 +33,10 @@ type config struct {
 	WarmupSteps int
 	Epochs      int
 	Steps       int
-	MinPeers    int
 	EvalEvery   int
 	Seed        uint64
-	Chunk       int
+	WireDType   string
+	BucketBytes int
 
 	CheckpointDir   string
 	CheckpointEvery int
@@ -47,10 +44,51 @@ type config struct {
 
 	MetricsAddr string
 	LogFormat   string
+	LogSteps    bool
 	Progress    string
 	SummaryJSON string
-	Timeout     time.Duration
 }
+
+// nodeDefault is the trainer's default for a node key: fixed ports on
+// every interface, as a cluster deployment wants (the library's own
+// defaults are loopback and free ports).
+func nodeDefault(key string) string {
+	switch key {
+	case "listen":
+		return "0.0.0.0:7946"
+	case "quic-listen":
+		return "0.0.0.0:7947"
+	case "min-peers":
+		return "1"
+	case "chunk-bytes":
+		return strconv.Itoa(256 << 10)
+	case "op-timeout":
+		return (2 * time.Minute).String()
+	}
+	return ""
+}
+
+// notFlag: node keys the trainer sets itself (the fingerprint is the
+// model's).
+func notFlag(key string) bool { return key == "fingerprint" }
+
+// nodeFlag is a flag.Value that stores a node key's text in the config's
+// nodeKV; rtnode.ConfigFromMap parses and checks it after flags and
+// environment are read, so the trainer and the C ABI share one parser.
+type nodeFlag struct {
+	kv   map[string]string
+	name string
+	bool bool
+}
+
+func (f *nodeFlag) String() string {
+	if f == nil || f.kv == nil {
+		return ""
+	}
+	return f.kv[f.name]
+}
+func (f *nodeFlag) Set(v string) error { f.kv[f.name] = v; return nil }
+func (f *nodeFlag) IsBoolFlag() bool   { return f.bool }
 
 const envPrefix = "RINGTRAIN_"
 
@@ -63,15 +101,14 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.IntVar(&c.Local, "local", 0, "start N peers on this machine as separate processes over QUIC on 127.0.0.1 with an ephemeral secret, train, and print a summary")
 
-	fs.StringVar(&c.Seeds, "seeds", "", "comma-separated gossip addresses (host:port) of peers to join; empty: start a new cluster")
-	fs.StringVar(&c.Listen, "listen", "0.0.0.0:7946", "gossip listen address (host:port)")
-	fs.StringVar(&c.Advertise, "advertise", "", "gossip address other peers use to reach this node (default: the listen address, or this host's address)")
-	fs.StringVar(&c.QUICListen, "quic-listen", "0.0.0.0:7947", "QUIC (UDP) listen address for gradients")
-	fs.StringVar(&c.QUICAdvertise, "quic-advertise", "", "QUIC address other peers dial (default: derived like --advertise)")
-	fs.StringVar(&c.NodeID, "node-id", "", "unique node ID (default: hostname-pid)")
-	fs.StringVar(&c.Secret, "secret", "", "cluster secret: derives the gossip key and the TLS CA (prefer --secret-file or the environment)")
-	fs.StringVar(&c.SecretFile, "secret-file", "", "file holding the cluster secret")
-	fs.BoolVar(&c.Insecure, "insecure", false, "allow running across hosts without a cluster secret (anyone who can reach the ports can join)")
+	c.nodeKV = map[string]string{}
+	for _, k := range rtnode.Keys() {
+		if notFlag(k.Name) {
+			continue
+		}
+		c.nodeKV[k.Name] = nodeDefault(k.Name)
+		fs.Var(&nodeFlag{kv: c.nodeKV, name: k.Name, bool: k.Bool}, k.Name, k.Usage)
+	}
 
 	fs.StringVar(&c.Model, "model", "mlp", "model: mlp (784-256-128-10) or cnn (LeNet-like)")
 	fs.StringVar(&c.DataDir, "data", "", "directory with MNIST IDX files (default: the embedded copy)")
@@ -82,10 +119,10 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.WarmupSteps, "warmup-steps", 100, "steps of linear warmup at the start and after the number of peers changes")
 	fs.IntVar(&c.Epochs, "epochs", 3, "data epochs to train (ignored when --steps is set)")
 	fs.IntVar(&c.Steps, "steps", 0, "global steps to train (0: use --epochs)")
-	fs.IntVar(&c.MinPeers, "min-peers", 1, "peers to wait for before the first step")
 	fs.IntVar(&c.EvalEvery, "eval-every", 0, "evaluate on the test set every N steps (0: at the end of each data epoch)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed for initialization and data order (identical on every peer)")
-	fs.IntVar(&c.Chunk, "chunk-bytes", 256<<10, "all-reduce pipelining chunk size in bytes")
+	fs.StringVar(&c.WireDType, "wire-dtype", "fp32", "gradient element type on the wire: fp32, bf16 or fp16 (reduced in float32 on every hop)")
+	fs.IntVar(&c.BucketBytes, "bucket-bytes", 0, "reduce gradients in buckets of about this many bytes, overlapped with backward (0: one all-reduce after backward)")
 
 	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "directory for checkpoints (safetensors); empty: no checkpoints")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 200, "write a checkpoint every N steps (and at the end)")
@@ -93,9 +130,9 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. :9100); empty: off")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&c.LogSteps, "log-steps", false, "log every applied step (step, data epoch, sample positions, membership epoch, rank) as a \"step\" line")
 	fs.StringVar(&c.Progress, "progress", "auto", "progress display: auto (bar on a terminal, log lines otherwise), bar, log")
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "write the final figures (accuracy, steps, peers, wall time, samples/s, digest) to this file")
-	fs.DurationVar(&c.Timeout, "op-timeout", 2*time.Minute, "deadline of one collective operation or agreement round")
 
 	fs.Usage = func() {
 		fmt.Fprintf(out, `ringtrain trainer: data-parallel training over a ring all-reduce.
@@ -145,7 +182,37 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return c, c.validate()
+	nc, err := rtnode.ConfigFromMap(c.nodeKV)
+	for _, e := range unjoin(err) {
+		var ke *rtnode.KeyError
+		if !errors.As(e, &ke) {
+			errs = append(errs, e)
+			continue
+		}
+		// Name the key as the user gave it: flag, environment or default.
+		name, val := "--"+ke.Key, fmt.Sprintf(" %q", ke.Value)
+		if !set[ke.Key] && getenv(envName(ke.Key)) != "" {
+			name, val = envName(ke.Key), fmt.Sprintf("=%q", ke.Value)
+		}
+		if ke.Key == "secret" {
+			val = ""
+		}
+		errs = append(errs, fmt.Errorf("%s%s: %w", name, val, ke.Err))
+	}
+	c.Node = nc
+	errs = append(errs, c.validate())
+	return c, errors.Join(errs...)
+}
+
+// unjoin lists the errors errors.Join combined (or err alone).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func (c *config) validate() error {
@@ -179,62 +246,23 @@ func (c *config) validate() error {
 	if c.Steps < 0 || c.Epochs < 0 || (c.Steps == 0 && c.Epochs == 0) {
 		errs = append(errs, errors.New("give a positive --steps or --epochs"))
 	}
-	if c.MinPeers < 1 {
-		errs = append(errs, fmt.Errorf("--min-peers %d: must be at least 1", c.MinPeers))
-	}
 	if c.Local < 0 || c.Local > 64 {
 		errs = append(errs, fmt.Errorf("--local %d: want 1..64", c.Local))
+	}
+	if _, err := collective.ParseDType(c.WireDType); err != nil {
+		errs = append(errs, fmt.Errorf("--wire-dtype: %w", err))
+	}
+	if c.BucketBytes < 0 {
+		errs = append(errs, fmt.Errorf("--bucket-bytes %d: must be 0 (unbucketed) or positive", c.BucketBytes))
 	}
 	if c.Resume && c.CheckpointDir == "" {
 		errs = append(errs, errors.New("--resume needs --checkpoint-dir"))
 	}
-	if c.Secret != "" && c.SecretFile != "" {
-		errs = append(errs, errors.New("give the secret by --secret or --secret-file, not both"))
-	}
 	return errors.Join(errs...)
 }
 
-// secret returns the cluster secret, or nil when none was given.
-func (c *config) secret() ([]byte, error) {
-	if c.SecretFile != "" {
-		b, err := os.ReadFile(c.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("--secret-file: %w", err)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return nil, fmt.Errorf("--secret-file %s is empty", c.SecretFile)
-		}
-		return []byte(s), nil
-	}
-	if c.Secret != "" {
-		return []byte(c.Secret), nil
-	}
-	return nil, nil
-}
-
-// loopbackOnly reports whether every address this node uses or contacts is
-// on the loopback interface, where running without a secret is harmless.
-func (c *config) loopbackOnly() bool {
-	addrs := []string{c.Listen, c.Advertise, c.QUICListen, c.QUICAdvertise}
-	if c.Seeds != "" {
-		addrs = append(addrs, strings.Split(c.Seeds, ",")...)
-	}
-	for _, a := range addrs {
-		if a == "" {
-			continue
-		}
-		host, _, err := net.SplitHostPort(strings.TrimSpace(a))
-		if err != nil {
-			return false
-		}
-		if host == "localhost" {
-			continue
-		}
-		ip := net.ParseIP(host)
-		if ip == nil || !ip.IsLoopback() {
-			return false
-		}
-	}
-	return true
+// wire is the validated --wire-dtype.
+func (c *config) wire() collective.DType {
+	d, _ := collective.ParseDType(c.WireDType) // validate rejected bad names
+	return d
 }

@@ -41,6 +41,9 @@ type node struct {
 	mu   sync.Mutex
 	recs []map[string]any
 	done chan error
+	// exited is closed when the process has exited (done delivers the
+	// error once).
+	exited chan struct{}
 }
 
 type cluster struct {
@@ -68,15 +71,29 @@ func (c *cluster) start(id string, args ...string) *node {
 	}
 	n.cmd = exec.Command(c.bin, append(a, args...)...)
 	n.cmd.Env = append(os.Environ(), "RINGTRAIN_SECRET="+c.secret)
+	spawn(c.t, n)
+	c.nodes = append(c.nodes, n)
+	if c.seed == "" {
+		r := n.waitFor(c.t, 30*time.Second, func(r map[string]any) bool { return r["msg"] == "listening" })
+		c.seed = r["gossip"].(string)
+	}
+	return n
+}
+
+// spawn starts n.cmd and collects its JSON log lines (stdout) into n.recs;
+// n.done receives its exit.
+func spawn(t *testing.T, n *node) {
+	t.Helper()
 	n.cmd.Stderr = os.Stderr
+	n.exited = make(chan struct{})
 	out, err := n.cmd.StdoutPipe()
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := n.cmd.Start(); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
-	c.t.Cleanup(func() { n.cmd.Process.Kill() })
+	t.Cleanup(func() { n.cmd.Process.Kill() })
 	go func() {
 		sc := bufio.NewScanner(out)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -89,13 +106,8 @@ func (c *cluster) start(id string, args ...string) *node {
 			}
 		}
 		n.done <- n.cmd.Wait()
+		close(n.exited)
 	}()
-	c.nodes = append(c.nodes, n)
-	if c.seed == "" {
-		r := n.waitFor(c.t, 30*time.Second, func(r map[string]any) bool { return r["msg"] == "listening" })
-		c.seed = r["gossip"].(string)
-	}
-	return n
 }
 
 // waitFor returns the first log record matching pred.

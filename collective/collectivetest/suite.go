@@ -1,6 +1,7 @@
 // Package collectivetest is the conformance suite of the collectives, run
 // over any transport: every collective on 1..16 peers, many buffer and chunk
-// sizes, exact integer-valued results, asynchronous operations in flight at
+// sizes, exact integer-valued results (over every wire dtype), the stated
+// error bound of 16-bit wire dtypes on random inputs, asynchronous operations in flight at
 // once, aborts, cancellation and goroutine hygiene. collective runs it over
 // transport/mem, transport/quic over QUIC on 127.0.0.1.
 package collectivetest
@@ -62,6 +63,8 @@ func Run(t *testing.T, f transporttest.Factory, o Options) {
 	t.Run("AbortOnPeerLoss", func(t *testing.T) { testAbort(t, f, o) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, f, o) })
 	t.Run("BadArguments", func(t *testing.T) { testBadArguments(t, f, o) })
+	t.Run("WireExact", func(t *testing.T) { testWireExact(t, f, o) })
+	t.Run("WireErrorBound", func(t *testing.T) { testWireBound(t, f, o) })
 }
 
 // Cluster is a set of endpoints and, per epoch, their groups.

@@ -107,6 +107,32 @@ func (d *direction) abort(pool *bufPool, tag transport.Tag, reason string) {
 type conn struct {
 	local, remote *Endpoint
 	out, in       *direction
+
+	dead    chan struct{} // closed when the connection was failed (FailPeer)
+	deadErr error         // why; set before dead is closed
+	once    sync.Once
+}
+
+func newConn(local, remote *Endpoint, out, in *direction) *conn {
+	return &conn{local: local, remote: remote, out: out, in: in, dead: make(chan struct{})}
+}
+
+// fail ends this connection object: pending and later calls on it return
+// err; the endpoint has already dropped it, so a new Conn makes a fresh one.
+func (c *conn) fail(err error) {
+	c.once.Do(func() {
+		c.deadErr = err
+		close(c.dead)
+	})
+}
+
+func (c *conn) isDead() bool {
+	select {
+	case <-c.dead:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *conn) Peer() string { return c.remote.id }
@@ -119,6 +145,9 @@ func (c *conn) err(op string, tag transport.Tag, err error) error {
 func (c *conn) state() error {
 	if c.local.isClosed() {
 		return transport.ErrClosed
+	}
+	if c.isDead() {
+		return c.deadErr
 	}
 	if c.remote.isClosed() {
 		return transport.ErrPeerLost
@@ -236,6 +265,11 @@ func (c *conn) Recv(ctx context.Context, tag transport.Tag, p []byte) (int, erro
 			d.mu.Unlock()
 			return 0, c.err("recv", tag, transport.ErrClosed)
 		}
+		if c.isDead() {
+			d.release(tag, b)
+			d.mu.Unlock()
+			return 0, c.err("recv", tag, c.deadErr)
+		}
 		var timer <-chan time.Time
 		if b.n > 0 {
 			m := b.q[b.head]
@@ -284,6 +318,7 @@ func (c *conn) block(ctx context.Context, ch <-chan struct{}, timer ...<-chan ti
 	case <-t:
 	case <-c.local.done:
 	case <-c.remote.done:
+	case <-c.dead:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -291,7 +326,11 @@ func (c *conn) block(ctx context.Context, ch <-chan struct{}, timer ...<-chan ti
 }
 
 func (c *conn) Abort(ctx context.Context, tag transport.Tag, reason error) error {
-	r := joinReason(c.local.id, reason.Error())
+	why := "aborted"
+	if reason != nil {
+		why = reason.Error()
+	}
+	r := joinReason(c.local.id, transport.TruncateReason(why))
 	pool := &c.local.net.pool
 	for _, d := range []*direction{c.out, c.in} {
 		d.mu.Lock()

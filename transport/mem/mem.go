@@ -12,6 +12,9 @@
 //   - A crashed or closed endpoint fails every pending and future call that
 //     involves it, on both sides, with transport.ErrPeerLost (remote side) or
 //     transport.ErrClosed (local side).
+//   - FailPeer fails one connection (both ends) with transport.ErrPeerLost;
+//     a later Conn makes a new one over the same links.
+//   - Abort reasons are truncated to transport.MaxReasonLen.
 //   - A dropped link loses messages silently, as a partitioned network does;
 //     the receiver's deadline ends its wait.
 package mem
@@ -133,6 +136,11 @@ type Endpoint struct {
 	once  sync.Once
 }
 
+var (
+	_ transport.Endpoint   = (*Endpoint)(nil)
+	_ transport.PeerFailer = (*Endpoint)(nil)
+)
+
 // ID returns the endpoint's node ID.
 func (e *Endpoint) ID() string { return e.id }
 
@@ -155,10 +163,48 @@ func (e *Endpoint) Conn(ctx context.Context, peer string) (transport.Conn, error
 	defer e.mu.Unlock()
 	c := e.conns[peer]
 	if c == nil {
-		c = &conn{local: e, remote: p, out: e.net.dir(e.id, peer), in: e.net.dir(peer, e.id)}
+		c = newConn(e, p, e.net.dir(e.id, peer), e.net.dir(peer, e.id))
 		e.conns[peer] = c
 	}
 	return c, nil
+}
+
+// FailPeer declares peer id dead, as a failure detector would: every call
+// on the connection to it, pending or later, fails with an error wrapping
+// transport.ErrPeerLost and cause; the peer's side of the connection fails
+// too (as a closed QUIC connection does), and messages in flight either way
+// are lost. The next Conn to (or from) the peer makes a new connection.
+func (e *Endpoint) FailPeer(id string, cause error) {
+	e.mu.Lock()
+	c := e.conns[id]
+	delete(e.conns, id)
+	e.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.fail(fmt.Errorf("%w: declared dead by %s: %v", transport.ErrPeerLost, e.id, cause))
+	p := c.remote
+	p.mu.Lock()
+	rc := p.conns[e.id]
+	delete(p.conns, e.id)
+	p.mu.Unlock()
+	if rc != nil {
+		rc.fail(fmt.Errorf("%w: peer %s closed the connection (it declared this node dead)", transport.ErrPeerLost, e.id))
+	}
+	// A call that passed its state check holds d.mu until it has queued its
+	// message, so once the purge below has run no message of the failed
+	// connection can reach the next one.
+	for _, d := range []*direction{c.out, c.in} {
+		d.mu.Lock()
+		for tag, b := range d.boxes {
+			for b.n > 0 {
+				e.net.pool.put(b.pop().buf)
+			}
+			d.release(tag, b)
+		}
+		d.signal()
+		d.mu.Unlock()
+	}
 }
 
 // Close closes the endpoint. Peers see transport.ErrPeerLost.

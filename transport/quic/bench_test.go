@@ -83,7 +83,7 @@ type rawNode struct {
 // send stream and the matching receive stream per link.
 func rawLinks(b *testing.B, n int) ([]*quicgo.SendStream, []*quicgo.ReceiveStream, []*quicgo.Conn) {
 	cl := testCluster(b)
-	cfg, _ := Config{ID: "x", Cluster: cl}.withDefaults()
+	cfg, _ := Config{ID: "x", Secret: testSecret()}.withDefaults()
 	qconf := cfg.quicConfig()
 	nodes := max(n, 2)
 	rn := make([]rawNode, nodes)
@@ -227,7 +227,7 @@ func benchAllReduce(b *testing.B, n, size, chunk int) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("bench-%d", i)
 	}
-	eps := newCluster(b, testCluster(b), ids, nil)
+	eps := newCluster(b, testSecret(), ids, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	gs := make([]*collective.Group, n)

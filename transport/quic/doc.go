@@ -1,5 +1,5 @@
 // Package quic implements transport.Endpoint over QUIC (quic-go) with mutual
-// TLS 1.3 from the cluster secret (internal/secret).
+// TLS 1.3 from the cluster secret (Config.Secret; derivation in internal/secret).
 //
 // Design and invariants:
 //   - One quic.Transport, hence one UDP socket, per Endpoint.
@@ -26,5 +26,13 @@
 //   - Close is graceful within Config.Linger: it announces how many message
 //     streams it sent (wire.Goodbye) and waits for the peer to consume them,
 //     because QUIC drops unacknowledged data when a connection closes.
+//   - FailPeer (the failure detector's verdict) closes the peer's connection
+//     with an application error, ending every call on it and any dial in
+//     progress with transport.ErrPeerLost; a dial that only ran out of time
+//     is transport.ErrUnreachable. Without traffic, keep-alives every 1 s
+//     keep a link open; Config.IdleTimeout (default 10 s) without a packet
+//     from the peer loses it.
+//   - Abort reasons and refusal messages from peers are stored truncated to
+//     transport.MaxReasonLen.
 //   - Every blocking call honours its ctx; errors are *transport.OpError.
 package quic

@@ -48,9 +48,17 @@ type peerState struct {
 	conn    *conn
 	dialing bool
 	changed chan struct{} // closed (and replaced) whenever conn or dialing changes
+	// failed counts FailPeer calls; a Conn call that saw it change while it
+	// waited fails instead of dialing again.
+	failed     uint64
+	failErr    error                   // the last FailPeer's error
+	dialCancel context.CancelCauseFunc // ends the dial in progress, if any
 }
 
-var _ transport.Endpoint = (*Endpoint)(nil)
+var (
+	_ transport.Endpoint   = (*Endpoint)(nil)
+	_ transport.PeerFailer = (*Endpoint)(nil)
+)
 
 // Listen binds cfg.ListenAddr and starts accepting connections.
 func Listen(cfg Config) (*Endpoint, error) {
@@ -58,7 +66,7 @@ func Listen(cfg Config) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	node, err := cfg.Cluster.Node(cfg.ID)
+	node, err := cfg.cluster.Node(cfg.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +189,33 @@ func (e *Endpoint) Close() error {
 	return err
 }
 
+// FailPeer declares peer id dead (the failure detector said so): its
+// connection is closed with codeFailed, so every pending call on it, and a
+// dial to it in progress, fails at once with an error wrapping
+// transport.ErrPeerLost and cause. The peer sees its connection closed. A
+// later Conn (or the peer's own dial) makes a new connection.
+func (e *Endpoint) FailPeer(id string, cause error) {
+	err := fmt.Errorf("%w: declared dead: %v", transport.ErrPeerLost, cause)
+	e.mu.Lock()
+	ps := e.peers[id]
+	if ps == nil || e.closed {
+		e.mu.Unlock()
+		return
+	}
+	c := ps.conn
+	ps.conn = nil
+	ps.failed++
+	ps.failErr = err
+	if ps.dialCancel != nil {
+		ps.dialCancel(err)
+	}
+	notify(ps)
+	e.mu.Unlock()
+	if c != nil {
+		c.close(codeFailed, "declared dead: "+transport.TruncateReason(fmt.Sprint(cause)), err)
+	}
+}
+
 func notify(ps *peerState) {
 	close(ps.changed)
 	ps.changed = make(chan struct{})
@@ -200,6 +235,8 @@ func (e *Endpoint) Conn(ctx context.Context, peer string) (transport.Conn, error
 	if peer == e.cfg.ID {
 		return nil, opErr("dial", peer, transport.Tag{}, fmt.Errorf("%w: a node has no connection to itself", transport.ErrUnknownPeer))
 	}
+	var gen uint64 // ps.failed when this call started waiting
+	waited := false
 	for {
 		e.mu.Lock()
 		if e.closed {
@@ -211,6 +248,12 @@ func (e *Endpoint) Conn(ctx context.Context, peer string) (transport.Conn, error
 			e.mu.Unlock()
 			return c, nil
 		}
+		if waited && ps.failed != gen {
+			err := ps.failErr
+			e.mu.Unlock()
+			return nil, opErr("dial", peer, transport.Tag{}, err)
+		}
+		gen, waited = ps.failed, true
 		ch := ps.changed
 		if ps.dialing {
 			e.mu.Unlock()
@@ -218,18 +261,25 @@ func (e *Endpoint) Conn(ctx context.Context, peer string) (transport.Conn, error
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return nil, opErr("dial", peer, transport.Tag{}, ctx.Err())
+				return nil, opErr("dial", peer, transport.Tag{}, fmt.Errorf("%w: %w (waiting for another dial)", transport.ErrUnreachable, ctx.Err()))
 			}
 		}
 		ps.dialing = true
+		dctx, dcancel := context.WithCancelCause(ctx)
+		ps.dialCancel = dcancel
 		e.mu.Unlock()
 
-		c, err := e.dial(ctx, peer)
+		c, err := e.dial(dctx, peer)
 
 		e.mu.Lock()
 		ps.dialing = false
+		ps.dialCancel = nil
+		dcancel(nil)
 		if err == nil && e.closed {
 			err = transport.ErrClosed
+		}
+		if err == nil && ps.failed != gen {
+			err = ps.failErr // FailPeer ran while the dial completed
 		}
 		if err == nil {
 			e.installLocked(ps, c)
@@ -259,7 +309,7 @@ func (e *Endpoint) Conn(ctx context.Context, peer string) (transport.Conn, error
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, opErr("dial", peer, transport.Tag{}, fmt.Errorf("%w (waiting for the peer's connection)", ctx.Err()))
+			return nil, opErr("dial", peer, transport.Tag{}, fmt.Errorf("%w: %w (waiting for the peer's connection)", transport.ErrUnreachable, ctx.Err()))
 		}
 		t.Stop()
 	}
@@ -317,12 +367,20 @@ func (e *Endpoint) dial(ctx context.Context, peer string) (*conn, error) {
 		if e.ctx.Err() != nil {
 			return nil, transport.ErrClosed
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
+		if ctx.Err() == nil {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
 			t.Stop()
-			return nil, fmt.Errorf("%w: %w (last attempt: %v)", transport.ErrPeerLost, ctx.Err(), err)
-		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			// FailPeer's verdict is a loss; running out of time is not.
+			if cause := context.Cause(ctx); errors.Is(cause, transport.ErrPeerLost) {
+				return nil, cause
+			}
+			return nil, fmt.Errorf("%w: %w (last attempt: %v)", transport.ErrUnreachable, ctx.Err(), err)
 		}
 		backoff = min(2*backoff, time.Second)
 	}
@@ -416,7 +474,7 @@ func (e *Endpoint) acceptLoop() {
 // handleIncoming reads the dialer's Hello and decides whether the new
 // connection becomes the pair's connection (see the package comment).
 func (e *Endpoint) handleIncoming(qc *quicgo.Conn) {
-	peer, err := e.cfg.Cluster.PeerID(qc.ConnectionState().TLS)
+	peer, err := e.cfg.cluster.PeerID(qc.ConnectionState().TLS)
 	if err != nil { // cannot happen after our VerifyPeerCertificate; be safe
 		qc.CloseWithError(codeProtocol, "certificate")
 		return

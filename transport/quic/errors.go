@@ -17,6 +17,7 @@ const (
 	codeProtocol  = 0x101 // protocol violation; the reason text says which
 	codeDuplicate = 0x102 // connection refused: the pair already has one
 	codeReplaced  = 0x103 // connection replaced by a newer one to the same peer
+	codeFailed    = 0x104 // connection closed: the peer was declared dead (FailPeer)
 	codeCanceled  = 0x110 // stream: the local call's ctx ended
 	codeAborted   = 0x111 // stream: the operation was aborted (reason on the control stream)
 	codeTooLarge  = 0x112 // stream: the message did not fit the receiver's buffer
@@ -58,6 +59,23 @@ func closeCause(err error) error {
 		return transport.ErrClosed
 	}
 	return fmt.Errorf("%w: %v", transport.ErrPeerLost, err)
+}
+
+// connEnded reports errors that mean the QUIC connection itself ended
+// (closed by either side, idle timeout, stateless reset, transport error),
+// as opposed to a peer breaking the framing of a stream. A stream read
+// failing with one of them is not a protocol violation: the connection's
+// own close cause (closeCause) says what happened.
+func connEnded(err error) bool {
+	var (
+		ae *quicgo.ApplicationError
+		it *quicgo.IdleTimeoutError
+		sr *quicgo.StatelessResetError
+		te *quicgo.TransportError
+		ht *quicgo.HandshakeTimeoutError
+	)
+	return errors.As(err, &ae) || errors.As(err, &it) || errors.As(err, &sr) ||
+		errors.As(err, &te) || errors.As(err, &ht) || errors.Is(err, quicgo.ErrTransportClosed)
 }
 
 // handshakeError explains a failed dial; wrong secrets are said plainly.

@@ -27,8 +27,7 @@ func (c *conn) controlLoop() {
 			// A connection closed by either application (an endpoint
 			// shutting down) ends the loop; anything else is the peer
 			// breaking the protocol.
-			var ae *quicgo.ApplicationError
-			if c.qc.Context().Err() == nil && !c.isDead() && !errors.As(err, &ae) {
+			if c.qc.Context().Err() == nil && !c.isDead() && !connEnded(err) {
 				c.violation("control stream: %v", err)
 			}
 			return
@@ -42,7 +41,7 @@ func (c *conn) controlLoop() {
 		case *wire.Control_Abort:
 			tag := transport.Tag{Epoch: b.Abort.Epoch, Op: b.Abort.Op}
 			c.mu.Lock()
-			c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: b.Abort.Reason})
+			c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: transport.TruncateReason(b.Abort.Reason)})
 			c.cancelLocked(tag, codeAborted)
 			c.mu.Unlock()
 		case *wire.Control_Error:
@@ -68,6 +67,7 @@ func (c *conn) controlLoop() {
 // peerError records an Error frame: the peer refused one of our messages.
 func (c *conn) peerError(m *wire.Error) {
 	tag := transport.Tag{Epoch: m.Epoch, Op: m.Op}
+	m.Message = transport.TruncateReason(m.Message) // stored per tag: bounded
 	var err error
 	switch m.Code {
 	case wire.ErrorCode_ERROR_CODE_EPOCH:
@@ -109,7 +109,7 @@ func (c *conn) dataLoop() {
 			if errors.As(err, &se) && se.Remote {
 				continue // the sender gave up on this message before its header
 			}
-			if c.qc.Context().Err() == nil {
+			if c.qc.Context().Err() == nil && !connEnded(err) {
 				c.violation("data stream header: %v", err)
 			}
 			return
@@ -124,7 +124,7 @@ func (c *conn) dataLoop() {
 		if h.Flags&uint32(wire.DataFlag_DATA_FLAG_ABORT) != 0 {
 			s.CancelRead(codeAborted)
 			c.mu.Lock()
-			c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: h.AbortReason})
+			c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: transport.TruncateReason(h.AbortReason)})
 			c.cancelLocked(tag, codeAborted)
 			c.mu.Unlock()
 			continue

@@ -136,15 +136,11 @@ func runChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := secret.New(sec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := make([]string, mpPeers)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("proc-%d", i)
 	}
-	e, err := Listen(Config{ID: ids[rank], Cluster: cl, Logger: slog.New(slog.NewTextHandler(os.Stdout, nil))})
+	e, err := Listen(Config{ID: ids[rank], Secret: sec, Logger: slog.New(slog.NewTextHandler(os.Stdout, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,11 @@ import (
 )
 
 // newCluster makes endpoints on 127.0.0.1 that know each other's addresses.
-func newCluster(t testing.TB, cl *secret.Cluster, ids []string, opt func(*Config)) []*Endpoint {
+func newCluster(t testing.TB, sec []byte, ids []string, opt func(*Config)) []*Endpoint {
 	t.Helper()
 	eps := make([]*Endpoint, len(ids))
 	for i, id := range ids {
-		cfg := Config{ID: id, Cluster: cl, Logger: slog.New(slog.DiscardHandler), HandshakeTimeout: 2 * time.Second}
+		cfg := Config{ID: id, Secret: sec, Logger: slog.New(slog.DiscardHandler), HandshakeTimeout: 2 * time.Second}
 		if opt != nil {
 			opt(&cfg)
 		}
@@ -38,8 +38,11 @@ func newCluster(t testing.TB, cl *secret.Cluster, ids []string, opt func(*Config
 	return eps
 }
 
+func testSecret() []byte { return []byte("ringtrain test cluster secret") }
+
+// testCluster is what testSecret derives, for tests that speak raw QUIC.
 func testCluster(t testing.TB) *secret.Cluster {
-	cl, err := secret.New([]byte("ringtrain test cluster secret"))
+	cl, err := secret.New(testSecret())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,7 @@ func testCluster(t testing.TB) *secret.Cluster {
 
 // Factory is the transporttest factory for QUIC on 127.0.0.1.
 func Factory(t testing.TB, ids []string) []transport.Endpoint {
-	eps := newCluster(t, testCluster(t), ids, nil)
+	eps := newCluster(t, testSecret(), ids, nil)
 	out := make([]transport.Endpoint, len(eps))
 	for i, e := range eps {
 		out[i] = e

@@ -13,7 +13,7 @@ import (
 // incarnation replaces the stale connection instead of being refused as a
 // duplicate, and calls on the stale one fail with ErrPeerLost.
 func TestRestartedPeerReplacesStaleConnection(t *testing.T) {
-	cl := testCluster(t)
+	cl := testSecret()
 	eps := newCluster(t, cl, []string{"a", "b"}, nil)
 	a, b := eps[0], eps[1]
 	ctx := ctxT(t, 20*time.Second)

@@ -23,14 +23,8 @@ import (
 // connect in either direction, and both dialers say why plainly and at once
 // (no retries until the deadline).
 func TestWrongSecretRefusedBothWays(t *testing.T) {
-	clA, err := secret.New([]byte("the secret of cluster A"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clB, err := secret.New([]byte("the secret of cluster B"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	clA := []byte("the secret of cluster A")
+	clB := []byte("the secret of cluster B")
 	a := newCluster(t, clA, []string{"a"}, nil)[0]
 	b := newCluster(t, clB, []string{"b"}, nil)[0]
 	a.AddPeer("b", b.Addr())
@@ -66,7 +60,7 @@ func TestWrongSecretRefusedBothWays(t *testing.T) {
 // TestWrongNodeRefused: an address that answers with another node's
 // (valid) certificate is refused.
 func TestWrongNodeRefused(t *testing.T) {
-	eps := newCluster(t, testCluster(t), []string{"a", "b", "c"}, nil)
+	eps := newCluster(t, testSecret(), []string{"a", "b", "c"}, nil)
 	eps[0].AddPeer("b", eps[2].Addr()) // "b" now points at c
 	_, err := eps[0].Conn(ctxT(t, 10*time.Second), "b")
 	if !errors.Is(err, secret.ErrWrongPeer) {
@@ -113,7 +107,7 @@ func dialRaw(t *testing.T, cl *secret.Cluster, id string, to *Endpoint) *rawPeer
 	t.Cleanup(func() { tr.Close(); udp.Close() })
 	ua, _ := net.ResolveUDPAddr("udp", to.Addr())
 	ctx := ctxT(t, 10*time.Second)
-	cfg, _ := Config{ID: id, Cluster: cl}.withDefaults()
+	cfg, _ := Config{ID: id, Secret: testSecret()}.withDefaults()
 	qc, err := tr.Dial(ctx, ua, node.ClientConfig(to.ID()), cfg.quicConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +204,7 @@ func TestMalformedInputNamesPeer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cl := testCluster(t)
 			var logs logBuffer
-			eps := newCluster(t, cl, []string{"b", "c"}, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+			eps := newCluster(t, testSecret(), []string{"b", "c"}, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 			b := eps[0]
 			p := dialRaw(t, cl, "mallory", b)
 			ctx := ctxT(t, 10*time.Second)
@@ -255,7 +249,7 @@ func TestMalformedInputNamesPeer(t *testing.T) {
 // that tag fail with ErrEpoch naming the receiver.
 func TestOldEpochRefused(t *testing.T) {
 	var logs logBuffer
-	eps := newCluster(t, testCluster(t), []string{"a", "b"}, func(c *Config) {
+	eps := newCluster(t, testSecret(), []string{"a", "b"}, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	a, b := eps[0], eps[1]

@@ -50,6 +50,8 @@ func Run(t *testing.T, f Factory) {
 	t.Run("PeerLost", func(t *testing.T) { testPeerLost(t, f) })
 	t.Run("Deadline", func(t *testing.T) { testDeadline(t, f) })
 	t.Run("SameConnBothWays", func(t *testing.T) { testSameConn(t, f) })
+	t.Run("FailPeer", func(t *testing.T) { testFailPeer(t, f) })
+	t.Run("AbortReasonBounded", func(t *testing.T) { testAbortReasonBounded(t, f) })
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -267,6 +269,121 @@ func testSameConn(t *testing.T, f Factory) {
 	}
 	if ca2 := conn(t, eps[0], eps[1].ID()); ca2 != ca {
 		t.Errorf("second Conn call returned a new connection")
+	}
+}
+
+// testFailPeer: FailPeer fails the calls waiting on the peer at once, on
+// both ends, and a later Conn reaches the peer again.
+func testFailPeer(t *testing.T, f Factory) {
+	eps := f(t, IDs(2))
+	pf, ok := eps[1].(transport.PeerFailer)
+	if !ok {
+		t.Fatalf("%T does not implement transport.PeerFailer", eps[1])
+	}
+	a, b := conn(t, eps[0], eps[1].ID()), conn(t, eps[1], eps[0].ID())
+	ctx := ctxT(t)
+	tags := []transport.Tag{{Epoch: 8, Op: 1}, {Epoch: 8, Op: 2}}
+	// A message in flight before the failure is delivered first, so the
+	// connection is known to be up on both ends.
+	if err := a.Send(ctx, tags[0], []byte("up")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Recv(ctx, tags[0], make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		tag transport.Tag
+		err error
+	}
+	local, remote := make(chan result, len(tags)), make(chan result, 1)
+	for _, tag := range tags {
+		go func() {
+			_, err := b.Recv(ctx, tag, make([]byte, 8))
+			local <- result{tag, err}
+		}()
+	}
+	go func() {
+		_, err := a.Recv(ctx, tags[1], make([]byte, 8))
+		remote <- result{tags[1], err}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the receives start waiting
+	start := time.Now()
+	pf.FailPeer(eps[0].ID(), errors.New("suspected by gossip"))
+	for range tags {
+		select {
+		case r := <-local:
+			if !errors.Is(r.err, transport.ErrPeerLost) {
+				t.Fatalf("pending recv on %v: got %v, want ErrPeerLost", r.tag, r.err)
+			}
+			for _, want := range []string{eps[0].ID(), r.tag.String(), "suspected by gossip"} {
+				if !strings.Contains(r.err.Error(), want) {
+					t.Errorf("error %q does not contain %q", r.err, want)
+				}
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("a recv on the failed peer still waits 2 s after FailPeer")
+		}
+	}
+	t.Logf("local calls failed %v after FailPeer", time.Since(start))
+	if err := b.Send(ctx, tags[0], []byte("x")); !errors.Is(err, transport.ErrPeerLost) {
+		t.Fatalf("send on the failed connection: got %v, want ErrPeerLost", err)
+	}
+	// The peer sees its connection closed.
+	select {
+	case r := <-remote:
+		if !errors.Is(r.err, transport.ErrPeerLost) {
+			t.Fatalf("peer's pending recv: got %v, want ErrPeerLost", r.err)
+		}
+		checkNames(t, r.err, eps[1].ID())
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed peer's recv still waits 5 s after FailPeer")
+	}
+	// Both directions can connect again, and the new connection works.
+	a2, b2 := conn(t, eps[0], eps[1].ID()), conn(t, eps[1], eps[0].ID())
+	tag := transport.Tag{Epoch: 8, Op: 3}
+	buf := make([]byte, 8)
+	for _, p := range []struct {
+		from, to transport.Conn
+		msg      string
+	}{{b2, a2, "again"}, {a2, b2, "back"}} {
+		if err := p.from.Send(ctx, tag, []byte(p.msg)); err != nil {
+			t.Fatalf("after FailPeer: %v", err)
+		}
+		n, err := p.to.Recv(ctx, tag, buf)
+		if err != nil || string(buf[:n]) != p.msg {
+			t.Fatalf("after FailPeer: got %q, %v; want %q", buf[:n], err, p.msg)
+		}
+	}
+	pf.FailPeer("no-such-node", errors.New("unknown")) // a no-op
+}
+
+// testAbortReasonBounded: a peer's long abort reason is stored truncated.
+func testAbortReasonBounded(t *testing.T, f Factory) {
+	eps := f(t, IDs(2))
+	a, b := conn(t, eps[0], eps[1].ID()), conn(t, eps[1], eps[0].ID())
+	ctx := ctxT(t)
+	tag := transport.Tag{Epoch: 9, Op: 1}
+	if err := a.Abort(ctx, tag, errors.New(strings.Repeat("x", 64<<10))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := b.Recv(rctx, tag, make([]byte, 8))
+		cancel()
+		var ae *transport.AbortError
+		if errors.As(err, &ae) {
+			if len(ae.Reason) > transport.MaxReasonLen {
+				t.Fatalf("stored reason is %d bytes, limit %d", len(ae.Reason), transport.MaxReasonLen)
+			}
+			if !strings.HasPrefix(ae.Reason, "xxxx") {
+				t.Fatalf("reason %.20q lost its start", ae.Reason)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recv after the peer's abort: %v, want ErrAborted", err)
+		}
 	}
 }
 

@@ -1,0 +1,264 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// DefaultBucketBytes is the bucket size of a zero BucketConfig.BucketBytes
+// (float32 bytes of gradient per bucket). Provisional, between DDP's 1 MiB
+// first bucket and its 25 MiB: at 25 MiB every model ringtrain ships (MLP
+// 0.9 MB, CNN 1.7 MB of gradients) is one bucket and nothing overlaps,
+// while each bucket costs one ring operation of fixed set-up (2(n−1)
+// messages per chunk row); BenchmarkBucketedMem and train's
+// BenchmarkStepBucketed measure the trade-off. On a 2-core machine the
+// measurements so far do not separate the sizes from noise.
+const DefaultBucketBytes = 4 << 20
+
+// Segment is one tensor's elements in the arena: arena[Off:Off+Len].
+type Segment struct{ Off, Len int }
+
+// Bucket is one all-reduce of a bucketed reduction: arena[Off:Off+Len],
+// the union of Segments (indices into the Bucketer's segments, in ready
+// order).
+type Bucket struct {
+	Off, Len int
+	Segments []int
+}
+
+// BucketConfig configures a Bucketer.
+type BucketConfig struct {
+	// BucketBytes caps a bucket's size in float32 bytes (whatever the wire
+	// dtype); a segment larger than the cap gets a bucket of its own.
+	// 0: DefaultBucketBytes.
+	BucketBytes int
+	Op          Op
+	Wire        DType
+}
+
+// Bucketer reduces one flat float32 arena as a fixed plan of buckets, each
+// an asynchronous all-reduce launched as soon as all of its segments are
+// ready (as DDP's and Horovod's gradient fusion do), so that communication
+// overlaps the computation that produces the later segments.
+//
+// Invariants:
+//   - The plan depends only on the segments and the configuration, so every
+//     member with the same model plans the same buckets.
+//   - A Round launches buckets strictly in plan order, whatever order its
+//     segments become ready in, so every member issues the same operations
+//     in the same order.
+//   - After Round.Wait returns, no operation of the round touches the arena.
+//
+// A Bucketer is immutable and may start any number of (sequential) rounds.
+type Bucketer struct {
+	arena   []float32
+	segs    []Segment
+	buckets []Bucket
+	of      []int // bucket of each segment
+	cfg     BucketConfig
+}
+
+// NewBucketer plans the buckets of arena. segs are given in the order
+// backward makes them ready; a bucket takes consecutive segments that are
+// adjacent in the arena (the union stays one contiguous range), up to
+// BucketBytes. Segments must be non-empty, inside the arena and disjoint;
+// the arena elements no segment covers are never reduced.
+func NewBucketer(arena []float32, segs []Segment, cfg BucketConfig) (*Bucketer, error) {
+	if cfg.BucketBytes == 0 {
+		cfg.BucketBytes = DefaultBucketBytes
+	}
+	switch {
+	case cfg.BucketBytes < 0:
+		return nil, fmt.Errorf("collective: bucket size %d bytes is negative", cfg.BucketBytes)
+	case cfg.Op < Sum || cfg.Op > Min:
+		return nil, fmt.Errorf("collective: bucketer: unknown reduction %v", cfg.Op)
+	case !cfg.Wire.valid():
+		return nil, fmt.Errorf("collective: bucketer: unknown wire dtype %v", cfg.Wire)
+	}
+	for i, s := range segs {
+		if s.Len <= 0 || s.Off < 0 || s.Off > len(arena)-s.Len {
+			return nil, fmt.Errorf("collective: bucketer: segment %d %+v is empty or outside the arena of %d elements", i, s, len(arena))
+		}
+	}
+	order := make([]int, len(segs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return segs[a].Off - segs[b].Off })
+	for k := 1; k < len(order); k++ {
+		a, b := segs[order[k-1]], segs[order[k]]
+		if a.Off+a.Len > b.Off {
+			return nil, fmt.Errorf("collective: bucketer: segments %d %+v and %d %+v overlap", order[k-1], a, order[k], b)
+		}
+	}
+	b := &Bucketer{arena: arena, segs: slices.Clone(segs), of: make([]int, len(segs)), cfg: cfg}
+	b.buckets = plan(segs, cfg.BucketBytes)
+	for i, bk := range b.buckets {
+		for _, s := range bk.Segments {
+			b.of[s] = i
+		}
+	}
+	return b, nil
+}
+
+// plan groups segs (in ready order) into buckets: a bucket takes the next
+// segment while the segment is adjacent to the bucket's range in the arena
+// and the bucket stays within capBytes float32 bytes. A bucket always takes
+// at least one segment. (The checks of NewBucketer are the caller's.)
+func plan(segs []Segment, capBytes int) []Bucket {
+	var out []Bucket
+	for i, s := range segs {
+		if n := len(out); n > 0 {
+			cur := &out[n-1]
+			adjacent := s.Off+s.Len == cur.Off || s.Off == cur.Off+cur.Len
+			if adjacent && 4*(cur.Len+s.Len) <= capBytes {
+				cur.Off = min(cur.Off, s.Off)
+				cur.Len += s.Len
+				cur.Segments = append(cur.Segments, i)
+				continue
+			}
+		}
+		out = append(out, Bucket{Off: s.Off, Len: s.Len, Segments: []int{i}})
+	}
+	return out
+}
+
+// Buckets returns the plan (a copy).
+func (b *Bucketer) Buckets() []Bucket {
+	out := slices.Clone(b.buckets)
+	for i := range out {
+		out[i].Segments = slices.Clone(out[i].Segments)
+	}
+	return out
+}
+
+// Reducer is what a Round runs its buckets on; *Group is one.
+type Reducer interface {
+	AllReduceWireAsync(ctx context.Context, buf []float32, op Op, wire DType) *Handle
+	Epoch() uint64
+}
+
+// Round is one reduction of the arena (one training step's gradients).
+// Ready and Wait may be called from any goroutine, but one at a time is
+// the intended use (backward calls Ready, then the optimizer calls Wait).
+type Round struct {
+	b      *Bucketer
+	g      Reducer
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	ready   []bool
+	missing []int // per bucket: segments not yet ready
+	next    int   // next bucket to launch
+	waited  bool
+	err     error // first failure of a bucket (or the round)
+	wg      sync.WaitGroup
+}
+
+// Start begins one round on g. ctx bounds every bucket's all-reduce
+// (cancelling it aborts them). The caller must end the round with Wait.
+func (b *Bucketer) Start(ctx context.Context, g Reducer) *Round {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &Round{b: b, g: g, ctx: ctx, cancel: cancel, ready: make([]bool, len(b.segs)), missing: make([]int, len(b.buckets))}
+	for i, bk := range b.buckets {
+		r.missing[i] = len(bk.Segments)
+	}
+	return r
+}
+
+// Ready reports that segment seg's values are final. Every bucket whose
+// segments are all ready, and whose predecessors in the plan are launched,
+// is launched now.
+func (r *Round) Ready(seg int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.waited:
+		return fmt.Errorf("collective: bucketed all-reduce: segment %d ready after Wait", seg)
+	case seg < 0 || seg >= len(r.ready):
+		return fmt.Errorf("collective: bucketed all-reduce: segment %d out of range [0, %d)", seg, len(r.ready))
+	case r.ready[seg]:
+		return fmt.Errorf("collective: bucketed all-reduce: segment %d reported ready twice", seg)
+	case r.err != nil:
+		return r.err
+	}
+	r.ready[seg] = true
+	r.missing[r.b.of[seg]]--
+	for r.next < len(r.missing) && r.missing[r.next] == 0 {
+		r.launch()
+	}
+	return nil
+}
+
+// launch starts bucket r.next; r.mu is held.
+func (r *Round) launch() {
+	i := r.next
+	r.next++
+	bk := r.b.buckets[i]
+	h := r.g.AllReduceWireAsync(r.ctx, r.b.arena[bk.Off:bk.Off+bk.Len], r.b.cfg.Op, r.b.cfg.Wire)
+	r.wg.Go(func() {
+		<-h.done
+		if h.err != nil {
+			r.fail(fmt.Errorf("collective: bucketed all-reduce %v over %v: bucket %d of %d (elements [%d, %d), segments %v), epoch %d: %w",
+				r.b.cfg.Op, r.b.cfg.Wire, i, len(r.b.buckets), bk.Off, bk.Off+bk.Len, bk.Segments, r.g.Epoch(), h.err))
+		}
+	})
+}
+
+// fail records the round's first error and aborts its other buckets, so
+// that they end now instead of at their deadline.
+func (r *Round) fail(err error) {
+	r.mu.Lock()
+	first := r.err == nil
+	if first {
+		r.err = err
+	}
+	r.mu.Unlock()
+	if first {
+		r.cancel()
+	}
+}
+
+// Wait launches the buckets not launched yet (in plan order, ready or
+// not: the caller states the arena is final) and waits for all of them.
+// If ctx ends first, the round is aborted and Wait still returns only once
+// its operations have stopped. The error names the failed bucket, the
+// epoch and the operation.
+func (r *Round) Wait(ctx context.Context) error {
+	r.mu.Lock()
+	if r.waited {
+		r.mu.Unlock()
+		return errors.New("collective: bucketed all-reduce: Wait called twice")
+	}
+	r.waited = true
+	if r.err == nil {
+		for r.next < len(r.missing) {
+			r.launch()
+		}
+	}
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	var cause error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cause = fmt.Errorf("collective: bucketed all-reduce, epoch %d: waiting: %w", r.g.Epoch(), ctx.Err())
+		r.cancel()
+		<-done
+	}
+	r.cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cause != nil && (r.err == nil || errors.Is(r.err, context.Canceled)) {
+		return cause
+	}
+	return r.err
+}

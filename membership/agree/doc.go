@@ -1,0 +1,51 @@
+// Package agree is the epoch agreement protocol of package membership as a
+// pure, deterministic state machine in the style of etcd's raft: inputs
+// are Step (a received message), Tick (time), Observe (the gossip view),
+// Suspect (the transport lost a peer) and Boundary (the training loop
+// finished or failed a step, or leaves); outputs are read from Ready
+// (messages to send, durable state to persist first, the boundary's
+// outcome, peers to abort) and acknowledged with Advance. There are no
+// goroutines, clocks, locks or I/O here: the driver does them.
+//
+// # Protocol
+//
+// An epoch is a number and a sorted member list. At each step boundary
+// every member reports to the coordinator, the lowest member that gossip
+// and the transport do not consider lost. If every member reported the
+// same step, nothing failed, nobody leaves and nobody asked to join, the
+// coordinator answers "continue" (a resent report that was answered
+// already is answered again: a lost "continue" costs one resend).
+// Otherwise the successor of the epoch (its base) is chosen by single-
+// decree Paxos among the base's members: prepare/promise with a ballot
+// (number, proposer), then accept/accepted; a value needs promises and
+// acceptances from a majority of the base's members, leavers included
+// (they answer, but are not members of the successor). A proposer adopts
+// the value accepted under the highest ballot among the promises, so a
+// value that may have been decided is never replaced: at most one
+// successor per base, and its number is the base's plus one. The decided
+// value is committed to the acceptors, the new members and the reporters.
+//
+// A first epoch (base 0) needs every candidate's promise and acceptance;
+// candidates are fresh nodes (they never held an epoch), at least
+// MinMembers of them. A node that held an epoch never takes part in a
+// first epoch: it is admitted by a running epoch, or, when none runs, re-
+// forms its held epoch's successor with a majority of that epoch's
+// members. HardState (the held epoch and the acceptor state) must be
+// persisted before the messages of the same Ready are sent, so a restart
+// keeps the promises.
+//
+// # Invariants (checked by the simulator in sim_test.go)
+//
+//   - At most one epoch is decided per base epoch, with acceptances from a
+//     majority of the base's members (all candidates for a first epoch).
+//   - Every member of a decided epoch applies the same member list, and a
+//     node never applies two different epochs with the same number.
+//   - A step runs only in a committed epoch and completes only if every
+//     member takes part; members that did not complete it are synced from
+//     one that did before the next step (Outcome.Sync).
+//   - Once faults stop and a majority of the latest epoch can talk, an
+//     epoch forms within a bounded number of ticks.
+//
+// Two first epochs can form side by side only from disjoint sets of fresh
+// nodes, which MinMembers above half the nodes that may start rules out.
+package agree

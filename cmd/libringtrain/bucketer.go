@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -18,6 +19,7 @@ type bucketer struct {
 
 	mu    sync.Mutex
 	round *collective.Round
+	ctx   context.Context // the round's epoch context
 	ready []bool
 	epoch uint64
 }
@@ -62,11 +64,11 @@ func (bk *bucketer) start() error {
 	if bk.round != nil {
 		return errInvalidf("bucketer: a round is in progress (wait for it before starting another)")
 	}
-	g, err := bk.s.group("bucketed all-reduce")
+	g, ctx, err := bk.s.group("bucketed all-reduce")
 	if err != nil {
 		return err
 	}
-	bk.round = bk.b.Start(bk.s.ctx, g)
+	bk.round, bk.ctx = bk.b.Start(ctx, g), ctx
 	bk.epoch = g.Epoch()
 	clear(bk.ready)
 	return nil
@@ -91,13 +93,13 @@ func (bk *bucketer) markReady(seg int64) error {
 // wait launches the buckets not yet launched and waits for all of them.
 func (bk *bucketer) wait() error {
 	bk.mu.Lock()
-	r := bk.round
+	r, ctx := bk.round, bk.ctx
 	bk.round = nil
 	bk.mu.Unlock()
 	if r == nil {
 		return errInvalidf("bucketer: no round to wait for")
 	}
-	return comm(r.Wait(bk.s.ctx))
+	return bk.s.comm(ctx, r.Wait(ctx))
 }
 
 // free ends a request or a bucketer (finishing its round first).
@@ -109,11 +111,11 @@ func (l *library) free(h int64) error {
 	case *bucketer:
 		bk := x
 		bk.mu.Lock()
-		r := bk.round
+		r, ctx := bk.round, bk.ctx
 		bk.round = nil
 		bk.mu.Unlock()
 		if r != nil {
-			_ = r.Wait(bk.s.ctx) // nothing may touch the arena after rt_free
+			_ = r.Wait(ctx) // nothing may touch the arena after rt_free
 		}
 	case *request:
 		<-x.done

@@ -176,11 +176,11 @@ func (l *library) allReduce(h int64, p unsafe.Pointer, count int64, dt dtype, op
 	if err != nil {
 		return err
 	}
-	g, err := s.group("all-reduce")
+	g, ctx, err := s.group("all-reduce")
 	if err != nil {
 		return err
 	}
-	if err := comm(g.AllReduceWire(s.ctx, b.f32, o, s.wireFor(dt))); err != nil {
+	if err := s.comm(ctx, g.AllReduceWire(ctx, b.f32, o, s.wireFor(dt))); err != nil {
 		return err
 	}
 	b.finish()
@@ -202,15 +202,15 @@ func (l *library) allReduceAsync(h int64, p unsafe.Pointer, count int64, dt dtyp
 	if err != nil {
 		return 0, err
 	}
-	g, err := s.group("all-reduce")
+	g, ctx, err := s.group("all-reduce")
 	if err != nil {
 		return 0, err
 	}
-	gh := g.AllReduceWireAsync(s.ctx, b.f32, o, s.wireFor(dt))
+	gh := g.AllReduceWireAsync(ctx, b.f32, o, s.wireFor(dt))
 	r := &request{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		if r.err = comm(gh.Wait(s.ctx)); r.err == nil {
+		if r.err = s.comm(ctx, gh.Wait(ctx)); r.err == nil {
 			b.finish()
 		}
 	}()
@@ -259,7 +259,7 @@ func (l *library) broadcast(h int64, p unsafe.Pointer, count int64, dt dtype, ro
 	if err != nil {
 		return err
 	}
-	g, err := s.group("broadcast")
+	g, ctx, err := s.group("broadcast")
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func (l *library) broadcast(h int64, p unsafe.Pointer, count int64, dt dtype, ro
 		copy(data, buf.f32)
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&data[words])), 4), unsafe.Slice((*byte)(unsafe.Add(p, words*4)), tail))
 	}
-	if err := comm(g.Broadcast(s.ctx, data, int(root))); err != nil {
+	if err := s.comm(ctx, g.Broadcast(ctx, data, int(root))); err != nil {
 		return err
 	}
 	if tail != 0 {
@@ -299,14 +299,14 @@ func (l *library) allGather(h int64, send unsafe.Pointer, count int64, dt dtype,
 	if err != nil {
 		return err
 	}
-	g, err := s.group("all-gather")
+	g, ctx, err := s.group("all-gather")
 	if err != nil {
 		return err
 	}
 	if recvCount != int64(g.Size())*count {
 		return fmt.Errorf("%w: all-gather: receive buffer holds %d elements, want %d·%d", errInvalid, recvCount, g.Size(), count)
 	}
-	return comm(g.AllGather(s.ctx, sb.f32, rb.f32))
+	return s.comm(ctx, g.AllGather(ctx, sb.f32, rb.f32))
 }
 
 func (l *library) barrier(h int64) error {
@@ -314,11 +314,11 @@ func (l *library) barrier(h int64) error {
 	if err != nil {
 		return err
 	}
-	g, err := s.group("barrier")
+	g, ctx, err := s.group("barrier")
 	if err != nil {
 		return err
 	}
-	return comm(g.Barrier(s.ctx))
+	return s.comm(ctx, g.Barrier(ctx))
 }
 
 func (l *library) boundary(h int64, done uint64, failed bool, errMsg string, leave bool) (boundary, error) {

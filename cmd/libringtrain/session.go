@@ -47,6 +47,11 @@ type session struct {
 	g      *collective.Group
 	last   boundary
 	closed bool
+	// ectx bounds the epoch's collectives: gossip declaring one of its
+	// members dead cancels it (node.AbortOnDeath), so an operation blocked
+	// on that peer, directly or through a live neighbour, fails at once.
+	ectx    context.Context
+	ecancel context.CancelFunc
 }
 
 func startSession(ctx context.Context, parent context.Context, cfg settings) (*session, error) {
@@ -85,7 +90,22 @@ func (s *session) boundaryCall(step node.Step) (boundary, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last, s.g = b, nb.Group
+	if nb.Changed || s.ectx == nil {
+		if s.ecancel != nil {
+			s.ecancel()
+		}
+		s.ectx, s.ecancel = s.n.AbortOnDeath(s.ctx, nb.Members)
+	}
 	return b, nil
+}
+
+// comm wraps a failed operation's error for the host, adding which peer
+// gossip declared dead when that is what ended it.
+func (s *session) comm(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && s.ctx.Err() == nil {
+		err = fmt.Errorf("%w (aborted: %w)", err, context.Cause(ctx))
+	}
+	return comm(err)
 }
 
 // wireFor is the wire dtype of an all-reduce of a buffer of dtype dt: a
@@ -98,17 +118,18 @@ func (s *session) wireFor(dt dtype) collective.DType {
 	return s.wire
 }
 
-// group returns the current epoch's group.
-func (s *session) group(op string) (*collective.Group, error) {
+// group returns the current epoch's group and the context its operations
+// run under.
+func (s *session) group(op string) (*collective.Group, context.Context, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, fmt.Errorf("%w: node %s: %s: the node is closed", errClosed, s.n.ID(), op)
+		return nil, nil, fmt.Errorf("%w: node %s: %s: the node is closed", errClosed, s.n.ID(), op)
 	}
 	if s.g == nil {
-		return nil, fmt.Errorf("node %s: %s: no epoch to run it in (call rt_boundary first; last epoch %d)", s.n.ID(), op, s.last.Epoch)
+		return nil, nil, fmt.Errorf("node %s: %s: no epoch to run it in (call rt_boundary first; last epoch %d)", s.n.ID(), op, s.last.Epoch)
 	}
-	return s.g, nil
+	return s.g, s.ectx, nil
 }
 
 func (s *session) close() error {
@@ -116,6 +137,9 @@ func (s *session) close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.g = nil
+	if s.ecancel != nil {
+		s.ecancel()
+	}
 	s.mu.Unlock()
 	if err := s.n.Close(); err != nil {
 		// Typically memberlist's leave broadcast timing out when the peers

@@ -320,7 +320,7 @@ func (c *conn) send(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 		if !stop() {
 			return ctx.Err() // ctx ended: the stream is cancelled
 		}
-		buf := tailPool.Get().(*[]byte)
+		buf := c.e.tailPool.Get().(*[]byte)
 		*buf = append((*buf)[:0], tail...)
 		c.mu.Lock()
 		ts.users++ // the flusher keeps the tag's state (and ts.sending) alive
@@ -356,8 +356,6 @@ const (
 	maxTails    = 4
 )
 
-var tailPool = sync.Pool{New: func() any { b := make([]byte, 0, writeBehind); return &b }}
-
 // flushTail writes the tail of a message and ends its stream. Nobody waits
 // for its error: if the stream fails, the peer's Recv fails, and an abort
 // or refusal reaches this tag's later calls through the control stream; the
@@ -371,7 +369,7 @@ func (c *conn) flushTail(tag transport.Tag, ts *tagState, s *quicgo.SendStream, 
 		s.CancelWrite(codeCanceled)
 		c.e.log.Debug("message tail not sent", "peer", c.peer, "tag", tag.String(), "err", err)
 	}
-	tailPool.Put(buf)
+	c.e.tailPool.Put(buf)
 	c.mu.Lock()
 	delete(ts.sending, s)
 	ts.users--

@@ -185,7 +185,14 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 			if err := m.send(ctx, coord, m.report(&cur), m.cfg.ResendInterval); err != nil {
 				m.log.Debug("report", "coordinator", coord, "err", err)
 			}
-			if time.Since(start) > m.cfg.FailureWait && m.newerEpochElsewhere() {
+		}
+		if a.epoch.Number != 0 && m.coordinator() != m.cfg.ID {
+			// A live peer runs a newer epoch. Every member of a
+			// committed epoch acknowledged it, so if this node never
+			// promised that number it is not a member (a frozen peer
+			// that woke, a healed cut): rejoin at once. Otherwise its
+			// commit may still be on the way: wait FailureWait.
+			if n := m.newestEpochElsewhere(); n > 0 && (a.promisedN < n || time.Since(start) > m.cfg.FailureWait) {
 				m.abandon()
 			}
 		}
@@ -281,15 +288,20 @@ func (m *Member) coordinator() string {
 
 // newerEpochElsewhere reports whether a live peer advertises a newer epoch:
 // this node was left behind (minority side of a partition, or excluded).
-func (m *Member) newerEpochElsewhere() bool {
+func (m *Member) newerEpochElsewhere() bool { return m.newestEpochElsewhere() > 0 }
+
+// newestEpochElsewhere returns the highest epoch number a live active peer
+// advertises above this node's, or 0 if none does.
+func (m *Member) newestEpochElsewhere() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var n uint64
 	for _, p := range m.peers {
 		if p.Alive && p.State == StateActive && p.Epoch > m.ag.epoch.Number {
-			return true
+			n = max(n, p.Epoch)
 		}
 	}
-	return false
+	return n
 }
 
 // abandon drops this node's epoch: it waits to be admitted again.
@@ -311,9 +323,16 @@ func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool,
 	delete(a.suspects, mm.From) // it just spoke: not lost
 	switch mm.Kind {
 	case kindReport:
-		for _, p := range mm.Lost {
-			if p != m.cfg.ID && a.epoch.Has(p) {
-				a.suspects[p] = true
+		// Only a member's report for the current epoch says something
+		// about this epoch's peers. A report for an older epoch comes
+		// from a node that was dropped (a frozen peer that woke, a cut
+		// that healed): the peers it lost while out are alive to us,
+		// and taking its word would drop a healthy member.
+		if mm.Epoch == a.epoch.Number && a.epoch.Number != 0 && a.epoch.Has(mm.From) {
+			for _, p := range mm.Lost {
+				if p != m.cfg.ID && a.epoch.Has(p) {
+					a.suspects[p] = true
+				}
 			}
 		}
 		a.seen = max(a.seen, mm.Promised)

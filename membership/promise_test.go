@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -125,5 +126,60 @@ func TestPromiseRules(t *testing.T) {
 		if got := m.ag.epoch.Number; got != s.wantEpoch {
 			t.Errorf("%s: epoch %d, want %d", s.name, got, s.wantEpoch)
 		}
+	}
+}
+
+// TestReportedLosses: the peers a report names as lost make the
+// coordinator treat them as failed only when a member of the current
+// epoch reports them for that epoch. A peer dropped from an earlier epoch
+// (a frozen node that woke, a healed cut) reports the losses it saw while
+// it was out; taking them would drop a healthy member (the false failure
+// the end-to-end SIGSTOP scenario showed).
+func TestReportedLosses(t *testing.T) {
+	cases := []struct {
+		name  string
+		from  string
+		epoch uint64
+		lost  []string
+		want  []string // suspects afterwards
+	}{
+		{"member of the epoch, current epoch", "c", 6, []string{"d"}, []string{"d"}},
+		{"a peer not in the epoch is not suspected", "c", 6, []string{"x"}, nil},
+		{"this node is never suspected", "c", 6, []string{"a"}, nil},
+		{"stale report of a dropped node", "b", 5, []string{"c"}, nil},
+		{"stale report of a member", "c", 5, []string{"d"}, nil},
+		{"join request (no epoch)", "b", 0, []string{"c"}, nil},
+		{"report for a later epoch", "c", 7, []string{"d"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			net := mem.NewNetwork()
+			ep, err := net.Endpoint("a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &Member{
+				cfg:   Config{ID: "a", Endpoint: ep, AckTimeout: 200 * time.Millisecond, ResendInterval: 50 * time.Millisecond},
+				log:   slog.New(slog.DiscardHandler),
+				ctx:   context.Background(),
+				peers: map[string]*Peer{},
+				meta:  Meta{ID: "a", State: StateActive, Protocol: ProtocolVersion},
+			}
+			m.ag.init()
+			m.ag.epoch = Epoch{Number: 6, Members: []string{"a", "c", "d", "e"}}
+			in := msg{Kind: kindReport, From: tc.from, Epoch: tc.epoch, Seq: 1, Lost: tc.lost}
+			var cur Step
+			if _, _, err := m.handle(context.Background(), &in, &cur); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for p := range m.ag.suspects {
+				got = append(got, p)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("suspects %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -176,7 +176,7 @@ func newNSCluster(t *testing.T, steps int) *nsCluster {
 		if err := top.Close(); err != nil {
 			t.Error(err)
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("RINGTRAIN_E2E_LOGS") != "" {
 			c.dumpLogs(t)
 		}
 	})

@@ -19,6 +19,14 @@ type settings struct {
 	Node     node.Config
 	Wire     string // wire-dtype: the wire format of fp32 all-reduces
 	LogLevel string // log-level: debug, info, warn (default), error
+	// GoThreads (go-threads) sets GOMAXPROCS for the Go runtime in the
+	// host process; 0 leaves Go's default (one per CPU). Several workers
+	// on one host each run a Go runtime beside their framework's compute
+	// threads: with one P per CPU each runtime's idle Ps spin looking for
+	// work and take CPU from the compute. The Python binding sets
+	// cpus / LOCAL_WORLD_SIZE when torchrun or ringtrain.launch says how
+	// many workers share the host.
+	GoThreads int
 }
 
 // parseSettings reads the JSON object; values may be strings, numbers or
@@ -63,6 +71,12 @@ func parseSettings(js []byte) (settings, error) {
 				errs = append(errs, fmt.Errorf("config: log-level=%q: want debug, info, warn or error", str))
 			}
 			s.LogLevel = str
+		case "go-threads":
+			n, err := strconv.Atoi(str)
+			if err != nil || n < 0 || n > 1024 {
+				errs = append(errs, fmt.Errorf("config: go-threads=%q: want a whole number from 0 (Go's default) to 1024", str))
+			}
+			s.GoThreads = n
 		case "op-timeout":
 			// Python users pass seconds as a number; node wants a duration.
 			if f, err := strconv.ParseFloat(str, 64); err == nil {

@@ -30,6 +30,17 @@ func TestParseSettings(t *testing.T) {
 				t.Fatalf("got %+v", s.Node)
 			}
 		}},
+		{name: "go threads", js: `{"go_threads":3}`, check: func(t *testing.T, s settings) {
+			if s.GoThreads != 3 {
+				t.Fatalf("go-threads: got %d, want 3", s.GoThreads)
+			}
+		}},
+		{name: "go threads default", js: `{}`, check: func(t *testing.T, s settings) {
+			if s.GoThreads != 0 {
+				t.Fatalf("go-threads: got %d, want 0 (Go's default)", s.GoThreads)
+			}
+		}},
+		{name: "bad go threads", js: `{"go-threads":-1}`, wantErr: "go-threads"},
 		{name: "unknown key", js: `{"seedz":"x"}`, wantErr: "seedz"},
 		{name: "bad wire", js: `{"wire-dtype":"fp8"}`, wantErr: "fp8"},
 		{name: "bad log level", js: `{"log-level":"loud"}`, wantErr: "log-level"},

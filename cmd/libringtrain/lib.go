@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -341,6 +342,9 @@ func (l *library) init(js []byte) (int64, error) {
 	cfg, err := parseSettings(js)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	if cfg.GoThreads > 0 {
+		runtime.GOMAXPROCS(cfg.GoThreads)
 	}
 	// Start returns once the node joined the gossip; the join has its own
 	// timeout, this one only bounds a stuck start.

@@ -9,6 +9,7 @@ steps of each run excluded as warm-up) and the ratio ringtrain/DDP.
 """
 
 import argparse
+import json
 import os
 import secrets
 import socket
@@ -66,7 +67,7 @@ def worker(a):
             t = torch.ones(mib << 18)
             rtt.allreduce_(t, "sum")
             reps = []
-            for _ in range(3):
+            for _ in range(5):
                 node.barrier()
                 s = time.perf_counter()
                 rtt.allreduce_(t, "sum")
@@ -80,8 +81,13 @@ def worker(a):
         node.close()
 
 
-def launch(kind, n, a):
-    env = dict(os.environ, BENCH_SIZE=str(n), RINGTRAIN_SECRET=secrets.token_hex(16), RINGTRAIN_LISTEN="127.0.0.1:0")
+def launch(kind, n, a, local_hint=True):
+    # LOCAL_WORLD_SIZE as torchrun sets it: ringtrain splits the host's
+    # CPUs between the workers' Go runtimes (DDP ignores it).
+    env = dict(os.environ, BENCH_SIZE=str(n), RINGTRAIN_SECRET=secrets.token_hex(16), RINGTRAIN_LISTEN="127.0.0.1:0",
+               LOCAL_WORLD_SIZE=str(n))
+    if not local_hint:
+        del env["LOCAL_WORLD_SIZE"]  # Go's default threads, as the Go bench's peers have
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -137,10 +143,36 @@ def main():
         print("%-5d %-10s %12.0f %12.0f %8.2f   (runs: %s | %s)" % (n, "samples/s", mr, md, mr / md,
               " ".join("%.0f" % v for v in rt), " ".join("%.0f" % v for v in dd)), flush=True)
     if a.busbw or a.busbw_only:
+        # Interleaved with the Go collective's figure on the same links (the
+        # repo's all-reduce bench, 2 peer processes on loopback), so drift
+        # on a shared machine hits both alike.
         a.busbw, a.steps = True, 12
-        v = launch("ringtrain", 2, a)
-        print("all-reduce busbw from Python, torch tensors, 2 procs on loopback: 16 MiB %.0f MB/s, 64 MiB %.0f MB/s" % (v["busbw16"], v["busbw64"]))
-
+        root = os.path.join(HERE, "..", "..")
+        gobench = os.path.join(os.environ.get("TMPDIR", "/tmp"), "ringtrain-bench-%d" % os.getpid())
+        subprocess.run(["go", "build", "-o", gobench, "./bench"], cwd=root, check=True)
+        py, go = {16: [], 64: []}, {16: [], 64: []}
+        try:
+            for _ in range(a.repeats):
+                v = launch("ringtrain", 2, a, local_hint=False)
+                for mib in py:
+                    py[mib].append(v["busbw%d" % mib])
+                js = gobench + ".json"
+                subprocess.run([gobench, "allreduce", "--links", "loopback", "--n", "2", "--sizes", "16MiB,64MiB", "--iters", "3",
+                                "--systems", "ringtrain", "--ref-duration", "0", "--json", js], cwd=root, check=True,
+                               stdout=subprocess.DEVNULL)
+                with open(js) as f:
+                    for r in json.load(f):  # bench/allreduce's Row
+                        if r["system"] == "ringtrain" and r["bytes"] >> 20 in go:
+                            go[r["bytes"] >> 20].append(r["busbw_Bps"] / 1e6)
+        finally:
+            for f in (gobench, gobench + ".json"):
+                if os.path.exists(f):
+                    os.remove(f)
+        print("all-reduce busbw, 2 procs on loopback (MB/s, median of %d): python torch tensors vs Go collective (bench allreduce)" % a.repeats)
+        for mib in py:
+            mp, mg = statistics.median(py[mib]), statistics.median(go[mib]) if go[mib] else float("nan")
+            print("  %3d MiB  python %6.0f   go %6.0f   ratio %.2f   (runs: %s | %s)" % (mib, mp, mg, mp / mg,
+                  " ".join("%.0f" % x for x in py[mib]), " ".join("%.0f" % x for x in go[mib])), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,9 @@ host buffers (numpy arrays here; torch tensors in :mod:`ringtrain.torch`).
 
 Every keyword of :func:`init` has the trainer's flag name (underscores for
 dashes) and the same environment twin (``RINGTRAIN_SEEDS``, ``RINGTRAIN_SECRET``, ...).
+``go_threads`` caps the Go runtime's threads in this process (GOMAXPROCS); by
+default, when ``LOCAL_WORLD_SIZE`` says how many workers share the host (torchrun
+and ``ringtrain.launch`` set it), each gets ``cpus // LOCAL_WORLD_SIZE`` (at least 1).
 
 Errors: :class:`InvalidArgument` (also a ``ValueError``) for bad input, which
 leaves the node as it was; :class:`CommError` when a collective or state
@@ -62,7 +65,8 @@ def _check(code, what=""):
 
 # Config keys: the trainer's flag names, plus the binding's own.
 CONFIG_KEYS = ("seeds", "listen", "advertise", "quic-listen", "quic-advertise", "node-id", "secret", "secret-file",
-               "insecure", "min-peers", "chunk-bytes", "op-timeout", "wire-dtype", "fingerprint", "log-level")
+               "insecure", "min-peers", "chunk-bytes", "op-timeout", "wire-dtype", "fingerprint", "log-level",
+               "go-threads")
 
 DTYPES = {"fp32": _lib.FP32, "float32": _lib.FP32, "bf16": _lib.BF16, "bfloat16": _lib.BF16,
           "fp16": _lib.FP16, "float16": _lib.FP16}
@@ -91,6 +95,13 @@ def config(**kwargs):
         env = "RINGTRAIN_" + key.upper().replace("-", "_")
         if key not in cfg and os.environ.get(env):
             cfg[key] = os.environ[env]
+    if "go-threads" not in cfg and not os.environ.get("GOMAXPROCS"):
+        # Workers sharing a host (torchrun and ringtrain.launch say how
+        # many) split its CPUs: a Go runtime with one thread per CPU in
+        # each of them spins beside the framework's compute threads.
+        local = os.environ.get("LOCAL_WORLD_SIZE", "")
+        if local.isdigit() and int(local) > 0:
+            cfg["go-threads"] = max(1, (os.cpu_count() or 1) // int(local))
     return cfg
 
 

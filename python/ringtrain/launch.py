@@ -93,7 +93,8 @@ def main(argv=None):
             env = {k: v for k, v in os.environ.items() if not k.startswith("RINGTRAIN_") or k in ("RINGTRAIN_CACHE",)}
             env.update(RINGTRAIN_LIB=lib, RINGTRAIN_NODE_ID=node, RINGTRAIN_LISTEN="127.0.0.1:0", RINGTRAIN_QUIC_LISTEN="127.0.0.1:0",
                        RINGTRAIN_MIN_PEERS=str(a.local), RINGTRAIN_SECRET=secret, RINGTRAIN_WORKER_SEED=str(i),
-                       RINGTRAIN_SUMMARY_JSON=os.path.join(tmp, node + ".json"), PYTHONUNBUFFERED="1")
+                       RINGTRAIN_SUMMARY_JSON=os.path.join(tmp, node + ".json"), PYTHONUNBUFFERED="1",
+                       LOCAL_RANK=str(i), LOCAL_WORLD_SIZE=str(a.local))
             if i == 0:
                 env["RINGTRAIN_ANNOUNCE"] = os.path.join(tmp, "seed")
             else:

@@ -15,11 +15,13 @@ import (
 // control round trip over transport/mem, gossip on loopback). This is the
 // per-step cost of epoch agreement.
 func BenchmarkBoundary(b *testing.B) {
-	for _, n := range []int{2, 8} {
+	for _, n := range []int{2, 8, 32, 100} {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			c := newCluster(b)
 			c.cfg = func(cfg *membership.Config) { cfg.MinMembers = n }
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			// 100 in-process gossip members on a small machine take a
+			// while to settle into their first epoch.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute+time.Duration(n)*time.Second)
 			defer cancel()
 			nodes := make([]*node, n)
 			for i, id := range ids(n) {

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
+	"github.com/ringtrain/ringtrain/membership/agree"
 	"github.com/ringtrain/ringtrain/transport"
 )
 
@@ -53,172 +53,111 @@ type SyncOrder struct {
 // Has reports whether id is one of the targets.
 func (o SyncOrder) Has(id string) bool { return slices.Contains(o.Targets, id) }
 
-// agreement is the epoch protocol's state. Only Boundary's goroutine
-// touches it.
-type agreement struct {
-	epoch Epoch
-	seen  uint64 // highest epoch or proposal number heard of
-	// The promise: the proposal this node acknowledged last. While it
-	// is held (promisedBy != "") for the current epoch, no other proposal
-	// replacing that epoch is acknowledged, and a commit is applied only
-	// if it is the promised proposal.
-	promisedN    uint64
-	promisedBy   string
-	promisedBase uint64
-	promisedAt   time.Time
-	promised     *msg              // the promised proposal, to recognise its commit
-	lastCommit   *msg              // resent to members that missed it
-	reports      map[string]*msg   // latest report per member (coordinator)
-	consumed     map[string]uint64 // Seq of the last report answered per member
-	continued    map[string]uint64 // Seq of the last report answered "continue"
-	// held is the last epoch this node applied (from Config.Held across
-	// restarts): a node that held one never forms a first epoch without a
-	// majority of that epoch's members among the candidates.
-	held     Epoch
-	suspects map[string]bool // members reported lost in this epoch
-	seq      uint64          // this node's report counter
-	leaving  bool
-	// joinBackoff: newcomers that failed to acknowledge a proposal are
-	// not proposed again before the time given.
-	joinBackoff map[string]time.Time
-	// joinReq: when each node without an epoch last asked to join.
-	joinReq map[string]time.Time
+// Held returns the last epoch this node applied (zero if none), as the
+// agreement last persisted it: the trainer stores it in its checkpoint
+// and passes it back as Config.Held after a restart (or keeps the whole
+// HardState through Config.Persist and Config.Hard). Safe for concurrent
+// use.
+func (m *Member) Held() Epoch {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held.clone()
 }
 
-func (a *agreement) init() {
-	a.reports = make(map[string]*msg)
-	a.consumed = make(map[string]uint64)
-	a.continued = make(map[string]uint64)
-	a.suspects = make(map[string]bool)
-	a.joinBackoff = make(map[string]time.Time)
-	a.joinReq = make(map[string]time.Time)
+// Epoch returns the epoch this node runs (zero while it waits to be
+// admitted). Safe for concurrent use.
+func (m *Member) Epoch() Epoch {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.active {
+		return Epoch{}
+	}
+	return m.held.clone()
 }
-
-// Held returns the last epoch this node applied (zero if none): the
-// trainer stores it in its checkpoint and passes it back as Config.Held
-// after a restart. Only valid between Boundary calls, from the goroutine
-// that calls them.
-func (m *Member) Held() Epoch { return m.ag.held }
-
-// Epoch returns the last committed epoch this node knows (zero if none).
-// Only valid between Boundary calls, from the goroutine that calls them.
-func (m *Member) Epoch() Epoch { return m.ag.epoch }
 
 // Boundary is called by the training loop between steps (and once before
 // the first step, with Done 0 and NoState for a node that has none). It
 // returns the epoch the next step runs in. When membership changes (a
-// newcomer is admitted, a member failed or leaves, a member is behind) every
-// member of the new epoch acknowledges it before any Boundary returns it,
-// and members that were behind have restored the state of one that
-// completed the latest step. A node without an epoch (newcomer, excluded,
-// or from a partition's minority) blocks here until it is admitted.
+// newcomer is admitted, a member failed or leaves, a member is behind) a
+// majority of the old epoch's members agreed on the new one before any
+// Boundary returns it, every member returns the same member list, and
+// members that were behind have restored the state of one that completed
+// the latest step (eager sync) or are named in Outcome.Sync (deferred).
+// A node without an epoch (newcomer, excluded, or from a partition's
+// minority) blocks here until it is admitted.
 //
-// ctx bounds the whole call, state transfer included.
+// ctx bounds the whole call, state transfer included. Boundary must not be
+// called concurrently with itself.
 func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
-	a := &m.ag
-	if s.Leave && !a.leaving {
-		a.leaving = true
-		m.setState(StateLeaving, a.epoch.Number)
-	}
-	cur := s
-	a.seq++
-	for _, p := range lostPeers(s.Err) {
-		if p != m.cfg.ID {
-			a.suspects[p] = true
-		}
-	}
-	tick := time.NewTicker(m.cfg.ResendInterval / 2)
-	defer tick.Stop()
-	var (
-		lastSend  time.Time
-		lastCoord string
-		lastEpoch = a.epoch.Number
-		lastQuery time.Time
-	)
-	resend := m.cfg.ResendInterval // doubles while nobody answers
-	start := time.Now()
+	r := agree.StepReport{Done: s.Done, Failed: s.Err != nil, Lost: lostPeers(s.Err), Leave: s.Leave, NoState: s.NoState}
 	for {
-		if err := ctx.Err(); err != nil {
-			return Outcome{}, fmt.Errorf("membership: node %s: boundary after step %d in epoch %d: %w", m.cfg.ID, s.Done, a.epoch.Number, err)
+		ao, err := m.await(ctx, r)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("membership: node %s: boundary after step %d (epoch %d): %w", m.cfg.ID, s.Done, m.returned, err)
 		}
-		var (
-			out  Outcome
-			done bool
-			err  error
-		)
-		if a.epoch.Number != lastEpoch {
-			// Abandoned or excluded (or admitted): speak up at once.
-			lastEpoch, lastSend, resend = a.epoch.Number, time.Time{}, m.cfg.ResendInterval
+		out := Outcome{Epoch: fromAgree(ao.Epoch), Changed: ao.Changed, Step: ao.Step, Left: ao.Left,
+			Sync: SyncOrder{Source: ao.Sync.Source, Targets: slices.Clone(ao.Sync.Targets)}}
+		if out.Left {
+			m.log.Info("left", "epoch", out.Epoch.Number)
+			return out, nil
 		}
-		if q := m.promisedCommitted(); q != "" && time.Since(lastQuery) >= m.cfg.ResendInterval {
-			// A member of the proposal we promised already runs its
-			// epoch: its commit to us was lost. Our stale report makes
-			// it resend the commit.
-			lastQuery = time.Now()
-			if err := m.send(ctx, q, m.report(&cur), m.cfg.ResendInterval); err != nil {
-				m.log.Debug("commit query", "peer", q, "err", err)
-			}
+		if out.Epoch.Number != m.returned {
+			// A Boundary that gave up (ctx) may have missed the change.
+			out.Changed = true
+		}
+		m.returned = out.Epoch.Number
+		if !ao.Changed {
+			return out, nil
+		}
+		m.log.Info("epoch committed", "epoch", out.Epoch.Number, "members", len(out.Epoch.Members),
+			"source", out.Sync.Source, "targets", len(out.Sync.Targets))
+		if m.cfg.Snapshot == nil || out.Sync.Source == "" {
+			return out, nil // nothing to move here, or the caller moves it
 		}
 		switch {
-		case a.epoch.Number == 0:
-			if a.leaving || m.leaveRequested() {
-				return Outcome{Left: true}, nil
+		case out.Sync.Source == m.cfg.ID:
+			state, err := m.cfg.Snapshot()
+			if err != nil {
+				return Outcome{}, fmt.Errorf("membership: node %s: snapshot for epoch %d: %w", m.cfg.ID, out.Epoch.Number, err)
 			}
-			out, done, err = m.tryForm(ctx, &cur)
-			if !done && err == nil && time.Since(lastSend) >= resend {
-				// Ask to be admitted: every active peer hears it, the
-				// coordinator of the current epoch acts on it.
-				if !lastSend.IsZero() {
-					resend = min(2*resend, 8*m.cfg.ResendInterval)
-				}
-				lastSend = time.Now()
-				m.requestJoin(ctx, &cur)
+			if err := m.SendState(ctx, out.Epoch.Number, out.Sync.Targets, state); err != nil {
+				// The targets notice too and report a failure.
+				m.log.Warn("state sync", "epoch", out.Epoch.Number, "err", err)
 			}
-		case m.coordinator() == m.cfg.ID:
-			out, done, err = m.coordinate(ctx, &cur, start)
-		case time.Since(lastSend) >= resend || m.coordinator() != lastCoord:
-			coord := m.coordinator()
-			if !lastSend.IsZero() && coord == lastCoord {
-				resend = min(2*resend, 8*m.cfg.ResendInterval)
+		case out.Sync.Has(m.cfg.ID):
+			state, err := m.RecvState(ctx, out.Epoch.Number, out.Sync.Source)
+			if err == nil {
+				err = m.cfg.Restore(state)
 			}
-			lastSend, lastCoord = time.Now(), coord
-			if err := m.send(ctx, coord, m.report(&cur), m.cfg.ResendInterval); err != nil {
-				m.log.Debug("report", "coordinator", coord, "err", err)
+			if err != nil {
+				// Not in sync: the first step of the epoch fails here.
+				m.log.Warn("state sync failed", "epoch", out.Epoch.Number, "source", out.Sync.Source, "err", err)
+				r = agree.StepReport{Done: s.Done, Failed: true, Lost: lostPeers(err), Leave: s.Leave, NoState: s.NoState}
+				continue
 			}
+			out.Restored = true
 		}
-		if a.epoch.Number != 0 && m.coordinator() != m.cfg.ID {
-			// A live peer runs a newer epoch. Every member of a
-			// committed epoch acknowledged it, so if this node never
-			// promised that number it is not a member (a frozen peer
-			// that woke, a healed cut): rejoin at once. Otherwise its
-			// commit may still be on the way: wait FailureWait.
-			if n := m.newestEpochElsewhere(); n > 0 && (a.promisedN < n || time.Since(start) > m.cfg.FailureWait) {
-				m.abandon()
-			}
-		}
-		if done || err != nil {
-			return out, err
-		}
-		changed := m.Changed()
-		var leaveReq <-chan struct{}
-		if a.epoch.Number == 0 {
-			leaveReq = m.leaveReq // a member leaves at its next boundary instead
-		}
-		select {
-		case <-leaveReq:
-		case mm := <-m.inbox:
-			out, done, err = m.handle(ctx, mm, &cur)
-			if done || err != nil {
-				return out, err
-			}
-		case p := <-m.lost:
-			if a.epoch.Has(p) && p != m.cfg.ID {
-				a.suspects[p] = true
-			}
-		case <-tick.C:
-		case <-changed:
-		case <-ctx.Done():
-		}
+		return out, nil
+	}
+}
+
+// await hands a boundary to the driver and waits for its outcome.
+func (m *Member) await(ctx context.Context, r agree.StepReport) (agree.Outcome, error) {
+	c := &call{report: r, done: make(chan callResult, 1)}
+	select {
+	case m.calls <- c:
+	case <-ctx.Done():
+		return agree.Outcome{}, ctx.Err()
+	case <-m.ctx.Done():
+		return agree.Outcome{}, ErrClosed
+	}
+	select {
+	case res := <-c.done:
+		return res.out, res.err
+	case <-ctx.Done():
+		return agree.Outcome{}, ctx.Err()
+	case <-m.ctx.Done():
+		return agree.Outcome{}, ErrClosed
 	}
 }
 
@@ -242,138 +181,6 @@ func lostPeers(err error) []string {
 // slow peer, not a dead one).
 func definiteLoss(err error) bool {
 	return errors.Is(err, transport.ErrPeerLost) && !errors.Is(err, context.DeadlineExceeded)
-}
-
-func (m *Member) report(s *Step) *msg {
-	a := &m.ag
-	r := &msg{Kind: kindReport, Epoch: a.epoch.Number, Promised: max(a.promisedN, a.seen), Step: s.Done, Seq: a.seq}
-	if s.Err != nil {
-		r.Flags |= flagFailed
-	}
-	if a.leaving {
-		r.Flags |= flagLeave
-	}
-	if s.NoState {
-		r.Flags |= flagNoState
-	}
-	for p := range a.suspects {
-		r.Lost = append(r.Lost, p)
-	}
-	slices.Sort(r.Lost)
-	return r
-}
-
-// alive reports whether gossip sees id alive (unknown IDs count as alive:
-// gossip may not have told us yet).
-func (m *Member) alive(id string) bool {
-	if id == m.cfg.ID {
-		return true
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p := m.peers[id]
-	return p == nil || p.Alive
-}
-
-// coordinator is the lowest member of the current epoch that is neither
-// dead to gossip nor suspected; the epoch's leader while it lives.
-func (m *Member) coordinator() string {
-	for _, id := range m.ag.epoch.Members {
-		if id == m.cfg.ID || (!m.ag.suspects[id] && m.alive(id)) {
-			return id
-		}
-	}
-	return m.cfg.ID
-}
-
-// newerEpochElsewhere reports whether a live peer advertises a newer epoch:
-// this node was left behind (minority side of a partition, or excluded).
-func (m *Member) newerEpochElsewhere() bool { return m.newestEpochElsewhere() > 0 }
-
-// newestEpochElsewhere returns the highest epoch number a live active peer
-// advertises above this node's, or 0 if none does.
-func (m *Member) newestEpochElsewhere() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var n uint64
-	for _, p := range m.peers {
-		if p.Alive && p.State == StateActive && p.Epoch > m.ag.epoch.Number {
-			n = max(n, p.Epoch)
-		}
-	}
-	return n
-}
-
-// abandon drops this node's epoch: it waits to be admitted again.
-func (m *Member) abandon() {
-	a := &m.ag
-	m.log.Info("left behind: waiting for admission", "epoch", a.epoch.Number)
-	a.seen = max(a.seen, a.epoch.Number)
-	a.epoch = Epoch{}
-	clear(a.reports)
-	clear(a.consumed)
-	clear(a.continued)
-	clear(a.suspects)
-	m.setState(StateJoining, 0)
-}
-
-// handle processes one control message in Boundary.
-func (m *Member) handle(ctx context.Context, mm *msg, cur *Step) (Outcome, bool, error) {
-	a := &m.ag
-	delete(a.suspects, mm.From) // it just spoke: not lost
-	switch mm.Kind {
-	case kindReport:
-		// Only a member's report for the current epoch says something
-		// about this epoch's peers. A report for an older epoch comes
-		// from a node that was dropped (a frozen peer that woke, a cut
-		// that healed): the peers it lost while out are alive to us,
-		// and taking its word would drop a healthy member.
-		if mm.Epoch == a.epoch.Number && a.epoch.Number != 0 && a.epoch.Has(mm.From) {
-			for _, p := range mm.Lost {
-				if p != m.cfg.ID && a.epoch.Has(p) {
-					a.suspects[p] = true
-				}
-			}
-		}
-		a.seen = max(a.seen, mm.Promised)
-		switch {
-		case mm.Epoch == 0:
-			// A join request from a node without an epoch, or a
-			// newcomer that missed the commit admitting it.
-			a.joinReq[mm.From] = time.Now()
-			if a.lastCommit != nil && slices.Contains(a.lastCommit.Members, mm.From) && a.epoch.Number == a.lastCommit.Epoch {
-				m.sendAsync(mm.From, a.lastCommit, m.cfg.AckTimeout)
-			}
-		case mm.Epoch == a.epoch.Number && a.epoch.Number != 0:
-			if old := a.reports[mm.From]; (old == nil || old.Seq < mm.Seq) && mm.Seq > a.consumed[mm.From] {
-				a.reports[mm.From] = mm
-			} else if mm.Seq == a.consumed[mm.From] && a.continued[mm.From] == mm.Seq {
-				// A resent report we already answered with "continue":
-				// the answer was lost, so answer it again.
-				m.sendAsync(mm.From, &msg{Kind: kindContinue, Epoch: a.epoch.Number, Seq: mm.Seq}, m.cfg.AckTimeout)
-			}
-		case mm.Epoch < a.epoch.Number && a.lastCommit != nil:
-			// It missed the commit that moved us on.
-			m.sendAsync(mm.From, a.lastCommit, m.cfg.AckTimeout)
-		}
-	case kindPropose:
-		m.onPropose(ctx, mm)
-	case kindAbort:
-		if a.promisedN == mm.Epoch && a.promisedBy == mm.Proposer {
-			a.promisedBy = "" // withdrawn: it will never commit
-		}
-	case kindCommit:
-		if mm.Epoch > a.epoch.Number {
-			return m.apply(ctx, mm, cur)
-		}
-	case kindContinue:
-		if mm.Epoch == a.epoch.Number && mm.Seq == a.seq && a.epoch.Number != 0 {
-			return Outcome{Epoch: a.epoch, Step: cur.Done}, true, nil
-		}
-	case kindAck:
-		// An answer to a proposal no longer in progress.
-	}
-	return Outcome{}, false, nil
 }
 
 // RequestLeave asks a node that is not yet a member of any epoch (waiting

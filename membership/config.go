@@ -7,8 +7,13 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/ringtrain/ringtrain/membership/agree"
 	"github.com/ringtrain/ringtrain/transport"
 )
+
+// HardState is the agreement's durable state (see agree.HardState): what a
+// node must keep across a restart so that it never breaks a promise.
+type HardState = agree.HardState
 
 // Config configures a Member. Start from LANConfig or LocalConfig and fill in
 // the node's identity, seeds, key, endpoint and state hooks.
@@ -54,17 +59,33 @@ type Config struct {
 	Restore func(state []byte) error
 	// Held is the last epoch this node applied before it restarted, as
 	// Member.Held returned it into the trainer's checkpoint (zero for a
-	// fresh node). A node that held an epoch never forms a first epoch
-	// unless a majority of that epoch's members are among the candidates.
+	// fresh node). A node that held an epoch never takes part in a first
+	// epoch: it is admitted by a running epoch, or re-forms its held
+	// epoch's successor with a majority of that epoch's members. Ignored
+	// when Hard holds an epoch.
 	Held Epoch
+	// Hard is the agreement's durable state from before a restart (the
+	// last state Persist received; zero for a fresh node): the held epoch
+	// and this node's promise and accepted value for its successor.
+	// Restoring it keeps a restarted node from breaking a promise.
+	Hard HardState
+	// Persist, if set, receives the agreement's durable state each time
+	// it changes, before any message that depends on it is sent. It is
+	// called from the member's driver goroutine, which waits for it: keep
+	// it to a write and a sync. If it fails, those messages are dropped
+	// (as if lost) and the pending Boundary returns the error.
+	Persist func(HardState) error
 	// OnRoster, if set, receives every roster change (synchronously, from
 	// memberlist's event goroutine: it must not block). Use it to register
 	// peers' QUIC addresses with the endpoint.
 	OnRoster func(Roster)
 
-	// ResendInterval is how often a waiting node resends its report.
+	// ResendInterval is how often a waiting node resends its report. The
+	// agreement machine ticks twice per interval; the timers below are
+	// rounded up to whole ticks.
 	ResendInterval time.Duration
-	// AckTimeout bounds one proposal round.
+	// AckTimeout bounds one phase of an agreement round (prepare or
+	// accept), and each control message send.
 	AckTimeout time.Duration
 	// ReportTimeout is how long a coordinator waits for a member that
 	// gossip still sees alive but that does not report; after it the member
@@ -198,5 +219,31 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Hard.Held.Number == 0 && c.Held.Number != 0 {
+		c.Hard = HardState{Held: agree.Epoch{Number: c.Held.Number, Members: ringOrder(c.Held.Members)}}
+	}
 	return nil
+}
+
+// tick is the agreement machine's clock period.
+func (c *Config) tick() time.Duration { return max(c.ResendInterval/2, time.Millisecond) }
+
+// machine returns the agreement machine's configuration: the timers in
+// ticks, rounded up.
+func (c *Config) machine() agree.Config {
+	tick := c.tick()
+	ticks := func(d time.Duration) int { return max(1, int((d+tick-1)/tick)) }
+	return agree.Config{
+		ID:           c.ID,
+		MinMembers:   c.MinMembers,
+		Hard:         c.Hard,
+		ResendTicks:  2,
+		ReportTicks:  ticks(c.ReportTimeout),
+		FailureTicks: ticks(c.FailureWait),
+		PhaseTicks:   ticks(c.AckTimeout),
+		SettleTicks:  ticks(c.SettleTime),
+		// A join request stays valid for 24 resend intervals: a joiner
+		// resends every two ticks, so only a silent one expires.
+		JoinTicks: 48,
+	}
 }

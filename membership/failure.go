@@ -26,7 +26,8 @@ type peerFailer interface {
 // time).
 var ErrDeclaredDead = errors.New("gossip declared the peer dead")
 
-// failer hands peers that gossip declared dead to the endpoint's FailPeer.
+// failer hands peers that gossip declared dead (or that agreement dropped
+// while gossip did not know them) to the endpoint's FailPeer.
 // memberlist reports deaths from its event path while it holds its node
 // lock, so the report only records the peer; failLoop makes the calls.
 type failer struct {
@@ -46,8 +47,14 @@ func newFailer(ep any) *failer {
 // report records that gossip declared peer id (at gossip address addr)
 // dead. It never blocks.
 func (f *failer) report(id, addr string) {
+	f.reportCause(id, fmt.Errorf("%w (gossip address %s)", ErrDeclaredDead, addr))
+}
+
+// reportCause records that peer id is gone for the given cause. It never
+// blocks.
+func (f *failer) reportCause(id string, cause error) {
 	f.mu.Lock()
-	f.pending[id] = fmt.Errorf("%w (gossip address %s)", ErrDeclaredDead, addr)
+	f.pending[id] = cause
 	f.mu.Unlock()
 	select {
 	case f.wake <- struct{}{}:
@@ -81,10 +88,10 @@ func (m *Member) failLoop() {
 			epoch := m.meta.Epoch
 			m.mu.Unlock()
 			if m.fail.ep == nil {
-				m.log.Info("gossip declared peer dead", "peer", id, "epoch", epoch, "cause", cause)
+				m.log.Info("peer gone", "peer", id, "epoch", epoch, "cause", cause)
 				continue
 			}
-			m.log.Info("gossip declared peer dead: aborting its operations", "peer", id, "epoch", epoch, "cause", cause)
+			m.log.Info("peer gone: aborting its operations", "peer", id, "epoch", epoch, "cause", cause)
 			m.fail.ep.FailPeer(id, cause)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/ringtrain/ringtrain/membership/agree"
 	"github.com/ringtrain/ringtrain/transport"
 )
 
@@ -25,12 +26,24 @@ type Member struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
-	inbox     chan *msg
-	metaDirty chan struct{} // wakes metaLoop to gossip new metadata
-	leaveReq  chan struct{} // closed by RequestLeave
+	// The driver goroutine (drive) owns mach; the others reach it only
+	// through these channels.
+	mach      *agree.Machine
+	calls     chan *call     // Boundary → driver
+	inbox     chan agree.Msg // control receivers → driver
+	viewDirty chan struct{}  // gossip changed: Observe again
+	lost      chan string    // peers whose transport connection was lost
+	metaDirty chan struct{}  // wakes metaLoop to gossip new metadata
+	leaveReq  chan struct{}  // closed by RequestLeave
 	leaveOnce sync.Once
-	lost      chan string // peers whose transport connection was lost
-	fail      *failer     // peers gossip declared dead, for the endpoint's FailPeer
+	fail      *failer // peers gossip declared dead, for the endpoint's FailPeer
+
+	sendMu sync.Mutex
+	queues map[string]chan []byte // per-peer control send queues (send.go)
+
+	// returned is the epoch number Boundary last returned; only the
+	// Boundary caller's goroutine touches it.
+	returned uint64
 
 	mu        sync.Mutex
 	meta      Meta
@@ -39,10 +52,9 @@ type Member struct {
 	receivers map[string]bool          // peers with a running control receiver
 	watches   map[*deathWatch]struct{} // AbortOnDeath registrations
 	changed   chan struct{}            // closed and replaced on every roster change
-	rosterAt  time.Time                // last roster change
 	refusal   error                    // last incompatible peer seen while joining
-
-	ag agreement // touched only by Boundary's goroutine
+	held      Epoch                    // the machine's held epoch, as last persisted
+	active    bool                     // the machine runs held
 }
 
 // New starts gossip, joins the seeds (retrying until cfg.JoinTimeout) and
@@ -55,26 +67,28 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	m := &Member{
 		cfg:       cfg,
 		log:       cfg.Logger.With("node", cfg.ID),
-		inbox:     make(chan *msg, 1024),
+		mach:      agree.New(cfg.machine()),
+		calls:     make(chan *call),
+		inbox:     make(chan agree.Msg, 1024),
+		viewDirty: make(chan struct{}, 1),
+		lost:      make(chan string, 256),
 		metaDirty: make(chan struct{}, 1),
 		leaveReq:  make(chan struct{}),
-		lost:      make(chan string, 256),
 		fail:      newFailer(cfg.Endpoint),
+		queues:    make(map[string]chan []byte),
 		peers:     make(map[string]*Peer),
 		receivers: make(map[string]bool),
 		watches:   make(map[*deathWatch]struct{}),
 		changed:   make(chan struct{}),
-		rosterAt:  time.Now(),
+		held:      fromAgree(cfg.Hard.Held),
 	}
-	m.meta = Meta{ID: cfg.ID, QUICAddr: cfg.QUICAddr, State: StateJoining, Protocol: cfg.ProtocolVersion, Fingerprint: cfg.Fingerprint}
+	m.meta = Meta{ID: cfg.ID, QUICAddr: cfg.QUICAddr, State: StateJoining, Protocol: cfg.ProtocolVersion, Fingerprint: cfg.Fingerprint,
+		Epoch: cfg.Hard.Held.Number, NoState: true}
 	b, err := m.meta.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("membership: node %s: %w", cfg.ID, err)
 	}
 	m.metaBytes = b
-	m.ag.init()
-	m.ag.held = Epoch{Number: cfg.Held.Number, Members: slices.Clone(cfg.Held.Members)}
-	m.ag.seen = cfg.Held.Number
 
 	g := *cfg.Gossip
 	g.Name = cfg.ID
@@ -99,11 +113,11 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 			return nil, err
 		}
 	}
-	m.wg.Add(2)
+	m.wg.Add(4)
 	go m.reconnectLoop()
 	go m.metaLoop()
-	m.wg.Add(1)
 	go m.failLoop()
+	go m.drive()
 	return m, nil
 }
 
@@ -248,23 +262,6 @@ func (m *Member) shutdown() error {
 	return err
 }
 
-// setState updates the advertised state and epoch and gossips them.
-func (m *Member) setState(s State, epoch uint64) {
-	m.publishMeta(func(meta *Meta) bool {
-		meta.State, meta.Epoch = s, epoch
-		return true
-	})
-}
-
-// advertiseStep gossips the steps applied to this joining node's state.
-func (m *Member) advertiseStep(done uint64) {
-	m.publishMeta(func(meta *Meta) bool {
-		changed := meta.Step != done
-		meta.Step = done
-		return changed
-	})
-}
-
 // publishMeta applies update to this node's metadata and, if it changed
 // anything, re-encodes it and asks metaLoop to gossip it.
 func (m *Member) publishMeta(update func(*Meta) bool) {
@@ -327,7 +324,6 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 	m.peers[n.Name] = p
 	close(m.changed)
 	m.changed = make(chan struct{})
-	m.rosterAt = time.Now()
 	if !alive && !left {
 		m.abortWatchersLocked(n.Name)
 	}
@@ -343,6 +339,7 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 		// transport's idle timeout.
 		m.fail.report(n.Name, n.Address())
 	}
+	m.viewChanged()
 	if m.cfg.OnRoster != nil {
 		m.cfg.OnRoster(r)
 	}
@@ -419,75 +416,13 @@ func (m *Member) receiveFrom(c transport.Conn, peer string, buf []byte) error {
 			m.log.Warn("dropping control message", "peer", peer, "err", err)
 			continue
 		}
-		mm.From = peer
+		mm.From, mm.To = peer, m.cfg.ID
 		select {
 		case m.inbox <- mm:
 		case <-m.ctx.Done():
 			return m.ctx.Err()
 		}
 	}
-}
-
-// send delivers one control message, bounded by timeout.
-func (m *Member) send(ctx context.Context, to string, mm *msg, timeout time.Duration) error {
-	b, err := mm.marshal()
-	if err != nil {
-		return fmt.Errorf("membership: node %s: send %s to %s: %w", m.cfg.ID, mm.Kind, to, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	c, err := m.cfg.Endpoint.Conn(ctx, to)
-	if err != nil {
-		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
-	}
-	if err := c.Send(ctx, controlTag(), b); err != nil {
-		return fmt.Errorf("membership: node %s: send %s (epoch %d): %w", m.cfg.ID, mm.Kind, mm.Epoch, err)
-	}
-	return nil
-}
-
-// sendAsync sends mm to peer in the background, tracked by the member's
-// wait group and bounded by timeout and the member's lifetime: the
-// protocol's loop never blocks on a peer that does not read.
-func (m *Member) sendAsync(to string, mm *msg, timeout time.Duration) {
-	m.mu.Lock()
-	if m.ctx.Err() != nil {
-		m.mu.Unlock()
-		return
-	}
-	m.wg.Add(1)
-	m.mu.Unlock()
-	go func() {
-		defer m.wg.Done()
-		if err := m.send(m.ctx, to, mm, timeout); err != nil {
-			m.log.Debug("control send failed", "peer", to, "kind", mm.Kind, "err", err)
-		}
-	}()
-}
-
-// sendAll sends mm to every peer in to (self skipped) concurrently and
-// returns the peers that could not be reached.
-func (m *Member) sendAll(ctx context.Context, to []string, mm *msg, timeout time.Duration) []string {
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed []string
-	)
-	for _, p := range to {
-		if p == m.cfg.ID {
-			continue
-		}
-		wg.Go(func() {
-			if err := m.send(ctx, p, mm, timeout); err != nil {
-				m.log.Debug("control send failed", "peer", p, "kind", mm.Kind, "err", err)
-				mu.Lock()
-				failed = append(failed, p)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return failed
 }
 
 // delegate adapts memberlist's delegate interfaces to a Member. memberlist

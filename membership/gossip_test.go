@@ -3,6 +3,7 @@ package membership_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,8 @@ func TestIncompatiblePeerRefused(t *testing.T) {
 		want   string
 	}{
 		{"model fingerprint", func(c *membership.Config) { c.Fingerprint = "other-model" }, membership.ErrIncompatible, `trains model fingerprint "test-model-v1", bad trains "other-model"`},
-		{"protocol version", func(c *membership.Config) { c.ProtocolVersion = membership.ProtocolVersion + 1 }, membership.ErrIncompatible, "speaks protocol version 1, bad speaks 2"},
+		{"protocol version", func(c *membership.Config) { c.ProtocolVersion = membership.ProtocolVersion + 1 }, membership.ErrIncompatible,
+			fmt.Sprintf("speaks protocol version %d, bad speaks %d", membership.ProtocolVersion, membership.ProtocolVersion+1)},
 		// Without the cluster key gossip cannot be decrypted: the join
 		// times out.
 		{"wrong gossip key", func(c *membership.Config) {

@@ -8,10 +8,15 @@ import (
 
 // ProtocolVersion is the version of the membership and control protocol this
 // build speaks. Peers with another version are refused.
-const ProtocolVersion uint8 = 1
+// Version 2: the agreement of package agree (Paxos rounds per base
+// epoch) and its message encoding.
+const ProtocolVersion uint8 = 2
 
 // metaVersion is the version of the metadata encoding itself.
-const metaVersion byte = 2
+const metaVersion byte = 3
+
+// Metadata flags.
+const metaNoState byte = 1 << iota // the node holds no training state yet
 
 // MetaMaxSize bounds the encoded node metadata. memberlist allows 512 bytes
 // and panics above; we stay well below so gossip packets stay small.
@@ -55,11 +60,17 @@ type Meta struct {
 	State       State
 	Protocol    uint8  // ProtocolVersion of the node
 	Fingerprint string // model fingerprint: peers must match exactly
-	Epoch       uint64 // the node's committed epoch, 0 if none
+	// Epoch is the epoch the node runs (active), or the last it held
+	// (joining: it waits to be admitted, or to re-form that epoch's
+	// successor with a majority of its members); 0 if it never held one.
+	Epoch uint64
 	// Step is the number of steps applied to the state a joining node
 	// holds (e.g. from a checkpoint): the first epoch syncs everyone from
 	// the node with the most.
 	Step uint64
+	// NoState: a joining node holds no training state yet, so it cannot
+	// be the source of a first epoch.
+	NoState bool
 }
 
 // ErrMeta is wrapped by metadata encoding and decoding errors.
@@ -69,8 +80,8 @@ var ErrMeta = errors.New("membership: bad node metadata")
 // trains another model.
 var ErrIncompatible = errors.New("membership: incompatible peer")
 
-// MarshalBinary encodes m compactly: a version byte, protocol, state, the
-// epoch and step as uvarints and three length-prefixed strings.
+// MarshalBinary encodes m compactly: a version byte, protocol, state,
+// flags, the epoch and step as uvarints and three length-prefixed strings.
 func (m Meta) MarshalBinary() ([]byte, error) {
 	if len(m.ID) == 0 || len(m.ID) > maxIDLen {
 		return nil, fmt.Errorf("%w: node ID length %d not in 1..%d", ErrMeta, len(m.ID), maxIDLen)
@@ -82,7 +93,11 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 		return nil, fmt.Errorf("%w: fingerprint length %d > %d", ErrMeta, len(m.Fingerprint), maxFingerprintLen)
 	}
 	b := make([]byte, 0, 16+len(m.ID)+len(m.QUICAddr)+len(m.Fingerprint))
-	b = append(b, metaVersion, m.Protocol, byte(m.State))
+	var flags byte
+	if m.NoState {
+		flags |= metaNoState
+	}
+	b = append(b, metaVersion, m.Protocol, byte(m.State), flags)
 	b = binary.AppendUvarint(b, m.Epoch)
 	b = binary.AppendUvarint(b, m.Step)
 	for _, s := range []string{m.ID, m.QUICAddr, m.Fingerprint} {
@@ -100,7 +115,7 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	if len(b) > MetaMaxSize {
 		return fmt.Errorf("%w: size %d > %d", ErrMeta, len(b), MetaMaxSize)
 	}
-	if len(b) < 3 {
+	if len(b) < 4 {
 		return fmt.Errorf("%w: %d bytes, too short", ErrMeta, len(b))
 	}
 	if b[0] != metaVersion {
@@ -112,7 +127,11 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	if out.State < StateJoining || out.State > StateLeaving {
 		return fmt.Errorf("%w: unknown state %d", ErrMeta, b[2])
 	}
-	b = b[3:]
+	if b[3]&^metaNoState != 0 {
+		return fmt.Errorf("%w: unknown flags %#x", ErrMeta, b[3])
+	}
+	out.NoState = b[3]&metaNoState != 0
+	b = b[4:]
 	e, n := binary.Uvarint(b)
 	if n <= 0 {
 		return fmt.Errorf("%w: bad epoch varint", ErrMeta)

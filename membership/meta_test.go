@@ -14,6 +14,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"minimal", Meta{ID: "a", State: StateJoining, Protocol: 1}},
 		{"full", Meta{ID: "node-17", QUICAddr: "127.0.0.1:4242", State: StateActive, Protocol: 1, Fingerprint: "mlp-784-128-10/sha256:0123456789abcdef", Epoch: 1<<40 + 3, Step: 12345}},
 		{"leaving", Meta{ID: "x", State: StateLeaving, Protocol: 9, Epoch: 7}},
+		{"joining without state", Meta{ID: "y", State: StateJoining, Protocol: 2, Epoch: 4, NoState: true}},
 		{"max fields", Meta{ID: strings.Repeat("i", maxIDLen), QUICAddr: strings.Repeat("a", maxAddrLen), Fingerprint: strings.Repeat("f", maxFingerprintLen), State: StateActive, Protocol: 255, Epoch: ^uint64(0)}},
 	}
 	for _, c := range cases {
@@ -49,6 +50,7 @@ func TestMetaRejects(t *testing.T) {
 		{"short", good[:2]},
 		{"bad version", append([]byte{9}, good[1:]...)},
 		{"bad state", append([]byte{good[0], good[1], 0}, good[3:]...)},
+		{"unknown flags", append([]byte{good[0], good[1], good[2], 0x80}, good[4:]...)},
 		{"truncated", good[:len(good)-1]},
 		{"trailing", append(append([]byte{}, good...), 0)},
 		{"oversize", make([]byte, MetaMaxSize+1)},
@@ -96,7 +98,7 @@ func TestCompatible(t *testing.T) {
 func FuzzMeta(f *testing.F) {
 	b, _ := Meta{ID: "n1", QUICAddr: "127.0.0.1:1", State: StateActive, Protocol: 1, Fingerprint: "fp", Epoch: 300}.MarshalBinary()
 	f.Add(b)
-	f.Add([]byte{1, 1, 1, 0, 0, 0, 0})
+	f.Add([]byte{metaVersion, 1, 1, metaNoState, 0, 0, 1, 'a', 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m Meta
 		if err := m.UnmarshalBinary(b); err != nil {

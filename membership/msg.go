@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ringtrain/ringtrain/membership/agree"
 	"github.com/ringtrain/ringtrain/transport"
 )
 
-// Control tags. All control messages share one mailbox tag (the protocol
-// spans epochs: a newcomer has none yet, so the epoch travels inside the
-// message); state sync uses a tag per epoch so a stale transfer can never
-// be read as a new one.
+// Control tags. All agreement messages share one mailbox tag (the
+// protocol spans epochs: a newcomer has none yet, so the epoch travels
+// inside the message); state sync uses a tag per epoch so a stale transfer
+// can never be read as a new one.
 func controlTag() transport.Tag { return transport.Tag{Epoch: 0, Op: transport.ControlOpBase} }
 
 func stateTag(epoch uint64) transport.Tag {
@@ -21,131 +22,93 @@ func stateTag(epoch uint64) transport.Tag {
 // Wire bounds: every length read from the wire is checked against them
 // before anything is allocated.
 const (
-	msgVersion = 1
-	maxControl = 32 << 10 // bytes of one encoded control message
-	maxMembers = 256      // entries of one member list
+	msgVersion = 2
+	maxControl = 64 << 10 // bytes of one encoded control message
+	maxMembers = 256      // entries of one ID list
 	maxChunk   = 4 << 20  // bytes of one state chunk
 	maxState   = 1 << 40  // bytes of one state blob
 )
 
-type kind uint8
-
-const (
-	kindReport   kind = iota + 1 // member → coordinator at a step boundary
-	kindPropose                  // coordinator → members of the proposed epoch
-	kindAck                      // member → proposer (flagOK or a refusal)
-	kindCommit                   // proposer → members and reporters
-	kindContinue                 // coordinator → members: no change
-	kindAbort                    // proposer withdraws a proposal
-	kindMax
-)
-
-func (k kind) String() string {
-	switch k {
-	case kindReport:
-		return "report"
-	case kindPropose:
-		return "propose"
-	case kindAck:
-		return "ack"
-	case kindCommit:
-		return "commit"
-	case kindContinue:
-		return "continue"
-	case kindAbort:
-		return "abort"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
-// Flags.
-const (
-	flagFailed  uint8 = 1 << iota // report: the step failed
-	flagLeave                     // report: the member leaves gracefully
-	flagOK                        // ack: proposal accepted
-	flagNoState                   // report: the member holds no state yet
-	flagAll     = flagFailed | flagLeave | flagOK | flagNoState
-)
-
-// msg is one control message. Field meaning depends on Kind:
-//
-//	report:   Epoch = committed epoch, Promised = highest promised number,
-//	          Step = completed steps, Seq = the reporter's boundary count,
-//	          Lost = peers the failed step lost.
-//	propose/commit: Epoch = proposed number, Base = the epoch it replaces,
-//	          Proposer, Members = new member list (ring order), Step = step
-//	          it starts from, Source = the member that sends state,
-//	          Targets = indices of members that receive it.
-//	ack:      Epoch = proposal number, Proposer = proposer; without flagOK,
-//	          Promised/Source name the proposal already promised and Base
-//	          is the refuser's epoch.
-//	continue: Epoch = the unchanged epoch, Seq = the report it answers.
-//	abort:    Epoch = proposal number, Proposer.
-type msg struct {
-	Kind     kind
-	Flags    uint8
-	Epoch    uint64
-	Promised uint64
-	Step     uint64
-	Seq      uint64
-	Base     uint64
-	Proposer string
-	Source   string
-	Members  []string
-	Lost     []string
-	Targets  []uint32
-
-	From string // set by the receiver from the connection, never encoded
-}
+// knownFlags are the report flags this version defines.
+const knownFlags = agree.FlagFailed | agree.FlagLeave | agree.FlagNoState | agree.FlagJoin
 
 // ErrWire is wrapped by control message decoding errors.
 var ErrWire = errors.New("membership: malformed control message")
 
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+// marshalMsg encodes one agreement message (From and To are not encoded:
+// the connection names the sender):
+//
+//	version, kind, flags (bytes)
+//	epoch, base, seq, step (uvarints)
+//	lost (ID list), ballot (uvarint N, ID), cands (ID list), acc ballot
+//	value: 0, or 1 then epoch number, members, step, source, targets
+//
+// An ID is a uvarint length and bytes; a list is a uvarint count and IDs.
+func marshalMsg(m agree.Msg) ([]byte, error) {
+	if m.Kind == 0 || m.Kind > agree.Nack {
+		return nil, fmt.Errorf("membership: encode: unknown message kind %d", m.Kind)
+	}
+	w := writer{b: make([]byte, 0, 64)}
+	w.b = append(w.b, msgVersion, byte(m.Kind), m.Flags)
+	for _, v := range []uint64{m.Epoch, m.Base, m.Seq, m.Step} {
+		w.b = binary.AppendUvarint(w.b, v)
+	}
+	w.list(m.Lost)
+	w.ballot(m.Ballot)
+	w.list(m.Cands)
+	w.ballot(m.AccBallot)
+	if v := m.Value; v == nil {
+		w.b = append(w.b, 0)
+	} else {
+		w.b = append(w.b, 1)
+		w.b = binary.AppendUvarint(w.b, v.Epoch.Number)
+		w.list(v.Epoch.Members)
+		w.b = binary.AppendUvarint(w.b, v.Step)
+		w.id(v.Source, 0)
+		w.list(v.Targets)
+	}
+	if w.err == nil && len(w.b) > maxControl {
+		w.err = fmt.Errorf("%d bytes > %d", len(w.b), maxControl)
+	}
+	if w.err != nil {
+		return nil, fmt.Errorf("membership: encode %s: %w", m.Kind, w.err)
+	}
+	return w.b, nil
 }
 
-func (m *msg) marshal() ([]byte, error) {
-	if m.Kind == 0 || m.Kind >= kindMax {
-		return nil, fmt.Errorf("membership: encode: unknown kind %d", m.Kind)
-	}
-	if len(m.Members) > maxMembers || len(m.Lost) > maxMembers || len(m.Targets) > maxMembers {
-		return nil, fmt.Errorf("membership: encode %s: list longer than %d", m.Kind, maxMembers)
-	}
-	b := make([]byte, 0, 64)
-	b = append(b, msgVersion, byte(m.Kind), m.Flags)
-	b = binary.AppendUvarint(b, m.Epoch)
-	b = binary.AppendUvarint(b, m.Promised)
-	b = binary.AppendUvarint(b, m.Step)
-	b = binary.AppendUvarint(b, m.Seq)
-	b = binary.AppendUvarint(b, m.Base)
-	for _, s := range []string{m.Proposer, m.Source} {
-		if len(s) > maxIDLen {
-			return nil, fmt.Errorf("membership: encode %s: ID %q too long", m.Kind, s)
+// writer encodes with the decoder's bounds; the first error sticks.
+type writer struct {
+	b   []byte
+	err error
+}
+
+func (w *writer) id(s string, min int) {
+	if len(s) < min || len(s) > maxIDLen {
+		if w.err == nil {
+			w.err = fmt.Errorf("ID %q: length not in %d..%d", s, min, maxIDLen)
 		}
-		b = appendStr(b, s)
+		return
 	}
-	for _, l := range [][]string{m.Members, m.Lost} {
-		b = binary.AppendUvarint(b, uint64(len(l)))
-		for _, s := range l {
-			if len(s) == 0 || len(s) > maxIDLen {
-				return nil, fmt.Errorf("membership: encode %s: ID %q length not in 1..%d", m.Kind, s, maxIDLen)
-			}
-			b = appendStr(b, s)
+	w.b = binary.AppendUvarint(w.b, uint64(len(s)))
+	w.b = append(w.b, s...)
+}
+
+func (w *writer) list(l []string) {
+	if len(l) > maxMembers {
+		if w.err == nil {
+			w.err = fmt.Errorf("list of %d IDs > %d", len(l), maxMembers)
 		}
+		return
 	}
-	b = binary.AppendUvarint(b, uint64(len(m.Targets)))
-	for _, t := range m.Targets {
-		if int(t) >= len(m.Members) {
-			return nil, fmt.Errorf("membership: encode %s: target index %d out of %d members", m.Kind, t, len(m.Members))
-		}
-		b = binary.AppendUvarint(b, uint64(t))
+	w.b = binary.AppendUvarint(w.b, uint64(len(l)))
+	for _, s := range l {
+		w.id(s, 1)
 	}
-	if len(b) > maxControl {
-		return nil, fmt.Errorf("membership: encode %s: %d bytes > %d", m.Kind, len(b), maxControl)
-	}
-	return b, nil
+}
+
+func (w *writer) ballot(b agree.Ballot) {
+	w.b = binary.AppendUvarint(w.b, b.N)
+	w.id(b.By, 0)
 }
 
 // reader decodes with bounds checks; the first error sticks.
@@ -158,6 +121,19 @@ func (r *reader) fail(format string, a ...any) {
 	if r.err == nil {
 		r.err = fmt.Errorf("%w: %s", ErrWire, fmt.Sprintf(format, a...))
 	}
+}
+
+func (r *reader) byte(what string) byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.fail("truncated before %s", what)
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
 }
 
 func (r *reader) uvarint(what string) uint64 {
@@ -173,7 +149,7 @@ func (r *reader) uvarint(what string) uint64 {
 	return v
 }
 
-func (r *reader) str(what string, min int) string {
+func (r *reader) id(what string, min int) string {
 	l := r.uvarint(what)
 	if r.err != nil {
 		return ""
@@ -192,7 +168,9 @@ func (r *reader) list(what string) []string {
 	if r.err != nil {
 		return nil
 	}
-	if n > maxMembers || n > uint64(len(r.b)) {
+	// Each ID takes at least two bytes: bound the count by what is left
+	// before allocating.
+	if n > maxMembers || 2*n > uint64(len(r.b)) {
 		r.fail("%s count %d out of bounds", what, n)
 		return nil
 	}
@@ -201,57 +179,60 @@ func (r *reader) list(what string) []string {
 	}
 	out := make([]string, n)
 	for i := range out {
-		out[i] = r.str(what, 1)
+		out[i] = r.id(what, 1)
 	}
 	return out
 }
 
-func unmarshalMsg(b []byte) (*msg, error) {
+func (r *reader) ballot(what string) agree.Ballot {
+	return agree.Ballot{N: r.uvarint(what), By: r.id(what, 0)}
+}
+
+// unmarshalMsg decodes one agreement message; it never panics on bad
+// bytes, and the caller sets From (and To) from the connection.
+func unmarshalMsg(b []byte) (agree.Msg, error) {
 	if len(b) > maxControl {
-		return nil, fmt.Errorf("%w: %d bytes > %d", ErrWire, len(b), maxControl)
+		return agree.Msg{}, fmt.Errorf("%w: %d bytes > %d", ErrWire, len(b), maxControl)
 	}
-	if len(b) < 3 {
-		return nil, fmt.Errorf("%w: %d bytes, too short", ErrWire, len(b))
+	r := &reader{b: b}
+	if v := r.byte("version"); r.err == nil && v != msgVersion {
+		return agree.Msg{}, fmt.Errorf("%w: version %d, want %d", ErrWire, v, msgVersion)
 	}
-	if b[0] != msgVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrWire, b[0], msgVersion)
+	var m agree.Msg
+	m.Kind = agree.Kind(r.byte("kind"))
+	if r.err == nil && (m.Kind == 0 || m.Kind > agree.Nack) {
+		return agree.Msg{}, fmt.Errorf("%w: unknown kind %d", ErrWire, m.Kind)
 	}
-	m := &msg{Kind: kind(b[1]), Flags: b[2]}
-	if m.Kind == 0 || m.Kind >= kindMax {
-		return nil, fmt.Errorf("%w: unknown kind %d", ErrWire, b[1])
+	m.Flags = r.byte("flags")
+	if r.err == nil && m.Flags&^knownFlags != 0 {
+		return agree.Msg{}, fmt.Errorf("%w: unknown flags %#x", ErrWire, m.Flags)
 	}
-	if m.Flags&^flagAll != 0 {
-		return nil, fmt.Errorf("%w: unknown flags %#x", ErrWire, m.Flags)
-	}
-	r := &reader{b: b[3:]}
 	m.Epoch = r.uvarint("epoch")
-	m.Promised = r.uvarint("promised")
-	m.Step = r.uvarint("step")
-	m.Seq = r.uvarint("seq")
 	m.Base = r.uvarint("base")
-	m.Proposer = r.str("proposer", 0)
-	m.Source = r.str("source", 0)
-	m.Members = r.list("members")
+	m.Seq = r.uvarint("seq")
+	m.Step = r.uvarint("step")
 	m.Lost = r.list("lost")
-	nt := r.uvarint("targets")
-	if r.err == nil && (nt > uint64(len(m.Members)) || nt > uint64(len(r.b))) {
-		r.fail("target count %d out of bounds", nt)
-	}
-	if r.err == nil && nt > 0 {
-		m.Targets = make([]uint32, nt)
-		for i := range m.Targets {
-			t := r.uvarint("target")
-			if r.err == nil && t >= uint64(len(m.Members)) {
-				r.fail("target index %d out of %d members", t, len(m.Members))
-			}
-			m.Targets[i] = uint32(t)
-		}
+	m.Ballot = r.ballot("ballot")
+	m.Cands = r.list("candidates")
+	m.AccBallot = r.ballot("accepted ballot")
+	switch r.byte("value") {
+	case 0:
+	case 1:
+		v := &agree.Value{}
+		v.Epoch.Number = r.uvarint("value epoch")
+		v.Epoch.Members = r.list("value members")
+		v.Step = r.uvarint("value step")
+		v.Source = r.id("value source", 0)
+		v.Targets = r.list("value targets")
+		m.Value = v
+	default:
+		r.fail("bad value marker")
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("%d trailing bytes", len(r.b))
 	}
 	if r.err != nil {
-		return nil, r.err
+		return agree.Msg{}, r.err
 	}
 	return m, nil
 }

@@ -58,6 +58,8 @@ func (e Epoch) Leader() string {
 // Rank returns id's position in the ring, or -1.
 func (e Epoch) Rank(id string) int { return slices.Index(e.Members, id) }
 
+func (e Epoch) clone() Epoch { return Epoch{Number: e.Number, Members: slices.Clone(e.Members)} }
+
 // Has reports whether id is a member.
 func (e Epoch) Has(id string) bool { return e.Rank(id) >= 0 }
 

@@ -43,8 +43,8 @@ func (m *Member) drive() {
 	defer tick.Stop()
 	var (
 		pending  *call
-		leaving  bool // this node announced a leave
-		cur      agree.StepReport
+		leaving  bool                              // this node announced a leave
+		cur      = agree.StepReport{NoState: true} // as New advertises
 		leaveReq = m.leaveReq
 	)
 	m.mach.Observe(m.agreeView())

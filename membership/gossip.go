@@ -45,16 +45,17 @@ type Member struct {
 	// Boundary caller's goroutine touches it.
 	returned uint64
 
-	mu        sync.Mutex
-	meta      Meta
-	metaBytes []byte
-	peers     map[string]*Peer
-	receivers map[string]bool          // peers with a running control receiver
-	watches   map[*deathWatch]struct{} // AbortOnDeath registrations
-	changed   chan struct{}            // closed and replaced on every roster change
-	refusal   error                    // last incompatible peer seen while joining
-	held      Epoch                    // the machine's held epoch, as last persisted
-	active    bool                     // the machine runs held
+	mu         sync.Mutex
+	meta       Meta
+	metaBytes  []byte
+	peers      map[string]*Peer
+	receivers  map[string]bool          // peers with a running control receiver
+	watches    map[*deathWatch]struct{} // AbortOnDeath registrations
+	changed    chan struct{}            // closed and replaced on every roster change
+	refusal    error                    // last incompatible peer seen while joining
+	gossipAddr string                   // this node's gossip "host:port"
+	held       Epoch                    // the machine's held epoch, as last persisted
+	active     bool                     // the machine runs held
 }
 
 // New starts gossip, joins the seeds (retrying until cfg.JoinTimeout) and
@@ -105,6 +106,9 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	}
 	m.mu.Lock()
 	m.ml = ml
+	// Read once, now: memberlist rewrites its local node on every
+	// UpdateNode, so reading it later races with metaLoop.
+	m.gossipAddr = ml.LocalNode().Address()
 	m.mu.Unlock()
 	if len(cfg.Seeds) > 0 {
 		if err := m.join(ctx); err != nil {
@@ -191,8 +195,9 @@ func (m *Member) ID() string { return m.cfg.ID }
 
 // GossipAddr returns the "host:port" other nodes use as a seed.
 func (m *Member) GossipAddr() string {
-	n := m.ml.LocalNode()
-	return n.Address()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gossipAddr
 }
 
 // Roster returns a snapshot of the compatible nodes gossip knows.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,12 @@ import (
 	"github.com/ringtrain/ringtrain/node"
 )
 
-func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+func quiet() *slog.Logger {
+	if os.Getenv("NODE_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
 
 // startNodes starts n nodes on 127.0.0.1; the first starts the cluster,
 // the others join through the gossip addresses of those before them.

@@ -8,7 +8,8 @@
 //
 // New starts memberlist, joins the seeds (retrying until JoinTimeout, and
 // once more a second later), and gossips compact node metadata (Meta: ID,
-// QUIC address, state, protocol version, model fingerprint, epoch; at most
+// QUIC address, state, protocol version, model fingerprint, held epoch,
+// and for a joining node its step and whether it holds state; at most
 // MetaMaxSize bytes, checked before memberlist sees it). Gossip is encrypted
 // with a 32-byte key. A peer with another protocol version or fingerprint
 // is refused by the alive and merge delegates; the refused node's New
@@ -31,42 +32,47 @@
 //
 // # Epoch agreement
 //
-// The training loop calls Boundary between steps. Each member reports (its
-// step count, whether the step failed, peers the transport said were lost,
-// whether it leaves) to the coordinator of its epoch: the lowest member
-// that gossip and the transport do not consider lost, which is the epoch's
-// leader while it lives. The coordinator waits for every live member, then
-//   - answers "continue" when nothing changed (one control round trip per
-//     step), or
-//   - proposes epoch e' (a number above any it heard of, naming e as its
-//     base) with the reporters minus leavers plus newcomers that asked to
-//     join; every member of e' must acknowledge; then it commits e' to the
-//     members and the reporters.
+// The protocol is package agree: a pure state machine (single-decree
+// Paxos per base epoch, see its doc) that a seeded simulator runs through
+// thousands of fault schedules. A Member runs one driver goroutine
+// (driver.go), the only one that touches its machine. It feeds the
+// machine the control messages the receivers decode (Step), a ticker at
+// half the ResendInterval (Tick; the Config timers are rounded up to
+// ticks), gossip's view whenever memberlist reports a change (Observe),
+// the peers whose connection the transport lost (Suspect), and the
+// training loop's boundaries (Boundary hands its Step to the driver and
+// waits). For each Ready it
+//   - persists the HardState first (Config.Persist; Member.Held and
+//     Config.Hard/Held carry it across a restart), and drops the
+//     messages if that fails;
+//   - queues each message for its peer (send.go): one sender goroutine
+//     per peer, each send bounded by a deadline, a full queue drops, so
+//     a peer that does not read never stops the driver;
+//   - answers the waiting Boundary with the outcome;
+//   - aborts the steps (AbortOnDeath) and, where gossip does not know it,
+//     the transport's operations (FailPeer) on members the machine drops;
+//   - then calls Advance, and gossips this node's state (joining, active
+//     or leaving; its held epoch; while joining, its step and whether it
+//     holds state), which is what the other machines Observe.
 //
-// A node acknowledges a proposal only if it replaces the node's current
-// epoch, carries a higher number than any it promised, and no other
-// proposal replacing that epoch is promised. A promise ends when its
-// proposer withdraws it, when a commit replaces the epoch, when gossip
-// shows a member of the proposal running a later epoch, or when the
-// proposer is lost, twice AckTimeout passed, and no member of the proposal
-// shows its epoch. A member applies a commit only if it is the proposal it
-// promised; one that sees (by gossip) a member of its promised proposal
-// already running it asks that member to resend the commit it missed.
+// Messages travel over transport.Conn on a tag whose Op is at or above
+// transport.ControlOpBase, in a versioned binary encoding with bounds
+// checks on every length (msg.go, fuzzed).
 //
-// A proposal needs reports from a majority of e's members, so a
-// partition's minority never forms an epoch; it waits, and once gossip
-// shows a newer epoch it drops its own and asks to be admitted like a
-// newcomer. Nodes left out of a commit (excluded, late) become newcomers
-// too. Control messages travel over transport.Conn
-// on tags whose Op is at or above transport.ControlOpBase, in a small
-// versioned binary encoding with bounds checks (msg.go).
+// A peer that was dropped from the epoch and comes back (a frozen process
+// that wakes, a healed cut) is a newcomer: its report for the old epoch is
+// answered with the commit that replaced it (the losses it lists are not
+// taken for this epoch's), it learns it is out, and it is admitted at the
+// next boundary like any joiner.
 //
 // # State sync
 //
 // A commit names a source (a member whose state has the most steps) and
 // targets (newcomers and members with fewer steps). Boundary on the source
 // streams Config.Snapshot's blob to the targets in chunks; Boundary on a
-// target returns only after Config.Restore installed it. Members that need
+// target returns only after Config.Restore installed it (if the transfer
+// fails, the target reports a failed step in e', which forms the next
+// epoch). Members that need
 // nothing return at once, and their first collective of e' waits for the
 // targets, so admission stops the others only for the transfer.
 //
@@ -79,32 +85,12 @@
 //
 //   - All members of an epoch hold the same member list before any of them
 //     returns it from Boundary.
-//   - No epoch forms without a majority of the previous epoch's members.
+//   - No epoch forms without promises and acceptances from a majority of
+//     the epoch it replaces (leavers answer but are not members), and a
+//     node that held an epoch never forms a first one.
 //   - A graceful leave (Step.Leave) is agreed at a boundary: no collective
 //     fails because of it.
-//
-// # The agreement machine (membership/agree)
-//
-// Package agree holds the protocol as a pure state machine (Step, Tick,
-// Observe, Suspect, Boundary in; Ready out) using single-decree Paxos per
-// base epoch: a successor needs promises and acceptances from a majority
-// of the base's members (leavers answer but are not members), a proposer
-// adopts any value already accepted, and the durable HardState keeps
-// promises across restarts. Its seeded simulator checks the invariants
-// over 10,000 random fault schedules. This driver does not run it yet; it
-// carries the interim fixes instead: a proposal here needs acknowledgements
-// from a majority of the base epoch (leavers included), a node that held
-// an epoch (Config.Held, Member.Held) forms no first epoch without a
-// majority of it, a resent report that was answered gets its "continue"
-// again, a deadline is not a loss, and acknowledgements are sent in the
-// background.
-//
-// Known limit: promise release trusts gossip. If a proposer committed to
-// the other members but was cut off from this one, and gossip did not show
-// this node any member running the committed epoch within 2×AckTimeout,
-// this node may join a competing proposal; the committed epoch then lacks
-// a member, its collectives fail, and its remaining members could re-form
-// without this node if they are a majority of it. Paxos-style recovery (a
-// new proposer re-proposing an accepted member list) would close this; it
-// does not fit the all-members acknowledgement used here and is not done.
+//   - Only the driver goroutine touches the machine; every goroutine a
+//     Member starts (driver, receivers, senders, gossip loops) ends before
+//     Close or Crash returns.
 package membership

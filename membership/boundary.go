@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/ringtrain/ringtrain/membership/agree"
 	"github.com/ringtrain/ringtrain/transport"
@@ -111,6 +112,9 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 		}
 		m.log.Info("epoch committed", "epoch", out.Epoch.Number, "members", len(out.Epoch.Members),
 			"source", out.Sync.Source, "targets", len(out.Sync.Targets))
+		if err := m.awaitRoster(ctx, out.Epoch); err != nil {
+			return Outcome{}, err
+		}
 		if m.cfg.Snapshot == nil || out.Sync.Source == "" {
 			return out, nil // nothing to move here, or the caller moves it
 		}
@@ -138,6 +142,40 @@ func (m *Member) Boundary(ctx context.Context, s Step) (Outcome, error) {
 			out.Restored = true
 		}
 		return out, nil
+	}
+}
+
+// awaitRoster waits, at most FailureWait, until gossip has shown this node
+// every member of e (OnRoster registered its address). A newcomer is
+// admitted as soon as its join request reaches the coordinator, which can
+// be before gossip reached every member: without the wait, a member could
+// not connect the new ring and would fail a step the others wait in.
+func (m *Member) awaitRoster(ctx context.Context, e Epoch) error {
+	timer := time.NewTimer(m.cfg.FailureWait)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		var missing []string
+		for _, id := range e.Members {
+			if id != m.cfg.ID && !m.announced[id] {
+				missing = append(missing, id)
+			}
+		}
+		wake := m.announce
+		m.mu.Unlock()
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			m.log.Warn("gossip has not shown members of the new epoch", "epoch", e.Number, "missing", missing)
+			return nil // connecting the ring fails and reports it
+		case <-ctx.Done():
+			return fmt.Errorf("membership: node %s: epoch %d: waiting for gossip to show %v: %w", m.cfg.ID, e.Number, missing, ctx.Err())
+		case <-m.ctx.Done():
+			return ErrClosed
+		}
 	}
 }
 

@@ -52,6 +52,8 @@ type Member struct {
 	receivers  map[string]bool          // peers with a running control receiver
 	watches    map[*deathWatch]struct{} // AbortOnDeath registrations
 	changed    chan struct{}            // closed and replaced on every roster change
+	announced  map[string]bool          // peers OnRoster has seen
+	announce   chan struct{}            // closed and replaced when announced grows
 	refusal    error                    // last incompatible peer seen while joining
 	gossipAddr string                   // this node's gossip "host:port"
 	held       Epoch                    // the machine's held epoch, as last persisted
@@ -81,6 +83,8 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		receivers: make(map[string]bool),
 		watches:   make(map[*deathWatch]struct{}),
 		changed:   make(chan struct{}),
+		announced: make(map[string]bool),
+		announce:  make(chan struct{}),
 		held:      fromAgree(cfg.Hard.Held),
 	}
 	m.meta = Meta{ID: cfg.ID, QUICAddr: cfg.QUICAddr, State: StateJoining, Protocol: cfg.ProtocolVersion, Fingerprint: cfg.Fingerprint,
@@ -348,6 +352,15 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 	if m.cfg.OnRoster != nil {
 		m.cfg.OnRoster(r)
 	}
+	m.mu.Lock()
+	if !m.announced[n.Name] {
+		// OnRoster has now seen this peer (its address is registered):
+		// Boundary may return an epoch that has it.
+		m.announced[n.Name] = true
+		close(m.announce)
+		m.announce = make(chan struct{})
+	}
+	m.mu.Unlock()
 	if startRecv {
 		go m.receive(n.Name)
 	}

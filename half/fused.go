@@ -17,7 +17,13 @@ import "math"
 // len(acc) codes of w (little-endian, 2 bytes each); acc is not written.
 func AddEncodeBFloat16(w []byte, acc []float32) {
 	d := u16(w[:2*len(acc)])[:len(acc)]
-	a := acc
+	k := addEncodeBF16Vec(d, u32(acc))
+	addEncodeBF16(d[k:], acc[k:])
+}
+
+// addEncodeBF16 is AddEncodeBFloat16 in Go, over codes.
+func addEncodeBF16(d []uint16, a []float32) {
+	d = d[:len(a)]
 	i := 0
 	for ; i+4 <= len(a); i += 4 {
 		x, o := a[i:i+4:i+4], d[i:i+4:i+4]
@@ -42,6 +48,16 @@ func AddEncodeBFloat16(w []byte, acc []float32) {
 func AddRoundBFloat16(acc []float32, w []byte, div float32) {
 	d := u16(w[:2*len(acc)])[:len(acc)]
 	a := u32(acc)
+	k := 0
+	if mul, ok := reciprocal(div); ok {
+		k = addRoundBF16Vec(a, d, mul)
+	}
+	addRoundBF16(a[k:], d[k:], div)
+}
+
+// addRoundBF16 is AddRoundBFloat16 in Go, over bits and codes.
+func addRoundBF16(a []uint32, d []uint16, div float32) {
+	d = d[:len(a)]
 	i := 0
 	if mul, ok := reciprocal(div); ok { // exact: multiply (by 1 when div = 1)
 		for ; i+4 <= len(a); i += 4 {

@@ -21,6 +21,13 @@ const signBit = 1 << 31
 func EncodeBFloat16(dst []byte, src []float32) {
 	d := u16(dst[:2*len(src)])[:len(src)]
 	b := u32(src)
+	k := encodeBF16Vec(d, b) // the leading elements a vector kernel took, if any
+	encodeBF16(d[k:], b[k:])
+}
+
+// encodeBF16 is EncodeBFloat16 in Go, over codes.
+func encodeBF16(d []uint16, b []uint32) {
+	d = d[:len(b)]
 	i := 0
 	for ; i+4 <= len(b); i += 4 {
 		s, o := b[i:i+4:i+4], d[i:i+4:i+4]
@@ -57,6 +64,13 @@ func EncodeFloat16(dst []byte, src []float32) {
 func DecodeBFloat16(dst []float32, src []byte) {
 	s := u16(src[:2*len(dst)])[:len(dst)]
 	o := u32(dst)
+	k := decodeBF16Vec(o, s)
+	decodeBF16(o[k:], s[k:])
+}
+
+// decodeBF16 is DecodeBFloat16 in Go, over codes.
+func decodeBF16(o []uint32, s []uint16) {
+	o = o[:len(s)]
 	i := 0
 	for ; i+4 <= len(s); i += 4 {
 		a, b := s[i:i+4:i+4], o[i:i+4:i+4]

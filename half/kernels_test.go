@@ -101,13 +101,13 @@ func inputClasses() []struct {
 }
 
 // TestKernelsMatchScalar: the bulk kernels give, for every input class and
-// for every length up to 9 (the four-element loop and its tails) and
-// thousands, exactly the reference scalar conversions, little-endian, and
+// for every length up to 9 (the four-element loop and its tails), around
+// 16 (the eight-element vector loop and its tails) and thousands, exactly the reference scalar conversions, little-endian, and
 // never write past their length.
 func TestKernelsMatchScalar(t *testing.T) {
 	for _, ft := range formats {
 		for _, class := range inputClasses() {
-			for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, len(class.x)} {
+			for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, len(class.x)} {
 				t.Run(fmt.Sprintf("%s/%s/len=%d", ft.name, class.name, n), func(t *testing.T) {
 					n = min(n, len(class.x))
 					src := class.x[:n]

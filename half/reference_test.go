@@ -79,7 +79,21 @@ type format struct {
 	addRound  func([]float32, []byte, float32)
 }
 
+// formats lists the kernels as the package runs them (bf16 with its vector
+// path where the host has one, vec_*.go) and, as "bf16/go", the Go kernels
+// alone: what every other host runs.
 var formats = []format{
 	{"bf16", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, EncodeBFloat16, DecodeBFloat16, RoundBFloat16, AddEncodeBFloat16, AddRoundBFloat16},
+	{"bf16/go", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, goEncodeBF16, goDecodeBF16, RoundBFloat16, goAddEncodeBF16, goAddRoundBF16},
 	{"fp16", Float16, FromFloat16, refNarrowFP16, refWidenFP16, EncodeFloat16, DecodeFloat16, RoundFloat16, AddEncodeFloat16, AddRoundFloat16},
+}
+
+func goEncodeBF16(dst []byte, src []float32) { encodeBF16(u16(dst[:2*len(src)]), u32(src)) }
+
+func goDecodeBF16(dst []float32, src []byte) { decodeBF16(u32(dst), u16(src[:2*len(dst)])) }
+
+func goAddEncodeBF16(w []byte, acc []float32) { addEncodeBF16(u16(w[:2*len(acc)]), acc) }
+
+func goAddRoundBF16(acc []float32, w []byte, div float32) {
+	addRoundBF16(u32(acc), u16(w[:2*len(acc)]), div)
 }

@@ -25,7 +25,7 @@ import (
 //	                            CNN 138.0   156.0  140.0      -  126.7
 //	QUIC, 50 Mbit/s tbf         MLP 264.2   257.1  253.4  259.7  258.4
 //	                            CNN 679.1   638.0  544.1  541.7  609.5
-//	  (again, 5 runs)           CNN 572.7   566.0  555.0      -  571.6
+//	  (a second run)            CNN 572.7   566.0  555.0      -  571.6
 //
 // Several buckets lose on a CPU-bound host: a bucket reduced while
 // backward runs wakes its ring goroutines once per chunk, and they queue

@@ -26,6 +26,8 @@ import (
 //	QUIC, 50 Mbit/s tbf         MLP 264.2   257.1  253.4  259.7  258.4
 //	                            CNN 679.1   638.0  544.1  541.7  609.5
 //	  (a second run)            CNN 572.7   566.0  555.0      -  571.6
+//	  bf16 on the wire          MLP 133.5       -  132.7      -  130.3
+//	                            CNN 352.6       -  313.4      -  323.8
 //
 // Several buckets lose on a CPU-bound host: a bucket reduced while
 // backward runs wakes its ring goroutines once per chunk, and they queue
@@ -33,7 +35,12 @@ import (
 // its slowest tile (CNN in memory: 60 ms more per step with less CPU
 // used). On the shaped link an early bucket can hide only the backward
 // that follows it, ≤ 10% of a step these models spend mostly on the
-// link, inside the run-to-run spread (the two CNN rows). The simulator
+// link, inside the run-to-run spread (the two CNN rows; 4 and 25 MiB, the
+// same plan, differ as much). With bf16 halving the link time the CNN's
+// wait after backward fell from 229 to 181 ms at 1 MiB, so a small model
+// on a slow link can gain from --bucket-bytes 1MiB; a default must also
+// serve large models on many peers, where 1 MiB buckets cut into
+// segments of a few KiB per ring step. The simulator
 // gives ResNet-50, Inception v3 and VGG16 on 8–100 H200s at 25 Gbit/s
 // the same images/s within 2% for 1, 4, 25 and 64 MiB (transport CPU is
 // their limit there), so the larger size costs nothing for large models

@@ -4,10 +4,12 @@
 //	            --validate (bench/scaling, SCALING.md)
 //	allreduce   ring all-reduce against the link limit, a parameter server,
 //	            OpenMPI and gloo on emulated links (bench/allreduce, README.md)
+//	train       the real trainer's steps/s (MLP, CNN), bucketed vs unbucketed,
+//	            in memory, on loopback or on shaped links (bench/trainstep)
 //
 // The hidden subcommands are the peer processes the benchmarks start, one per
-// emulated node: worker (bench/cluster's peer process, running an allreduce
-// or emulate job) and rawquic (one side of bench allreduce's raw quic-go
+// emulated node: worker (bench/cluster's peer process, running an allreduce,
+// emulate or trainstep job) and rawquic (one side of bench allreduce's raw quic-go
 // reference). main only dispatches.
 package main
 
@@ -24,6 +26,7 @@ import (
 	"github.com/ringtrain/ringtrain/bench/allreduce"
 	"github.com/ringtrain/ringtrain/bench/cluster"
 	"github.com/ringtrain/ringtrain/bench/scaling"
+	"github.com/ringtrain/ringtrain/bench/trainstep"
 )
 
 // command is one subcommand: it gets the arguments after its name.
@@ -31,13 +34,14 @@ type command func(ctx context.Context, args []string) error
 
 // jobs are the peer-process jobs of the worker subcommand.
 func jobs() map[string]cluster.Job {
-	return map[string]cluster.Job{allreduce.JobName: allreduce.Job, scaling.JobName: scaling.Job}
+	return map[string]cluster.Job{allreduce.JobName: allreduce.Job, scaling.JobName: scaling.Job, trainstep.JobName: trainstep.Job}
 }
 
 func commands() map[string]command {
 	return map[string]command{
 		"scaling":   scaling.Run,
 		"allreduce": allreduce.Run,
+		"train":     trainstep.Run,
 		cluster.WorkerCommand: func(ctx context.Context, args []string) error {
 			return cluster.RunWorker(ctx, args, jobs())
 		},

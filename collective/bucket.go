@@ -9,14 +9,43 @@ import (
 )
 
 // DefaultBucketBytes is the bucket size of a zero BucketConfig.BucketBytes
-// (float32 bytes of gradient per bucket). Provisional, between DDP's 1 MiB
-// first bucket and its 25 MiB: at 25 MiB every model ringtrain ships (MLP
-// 0.9 MB, CNN 1.7 MB of gradients) is one bucket and nothing overlaps,
-// while each bucket costs one ring operation of fixed set-up (2(n−1)
-// messages per chunk row); BenchmarkBucketedMem and train's
-// BenchmarkStepBucketed measure the trade-off. On a 2-core machine the
-// measurements so far do not separate the sizes from noise.
-const DefaultBucketBytes = 4 << 20
+// (float32 bytes of gradient per bucket): 25 MiB, PyTorch DDP's default
+// bucket_cap_mb (Horovod fuses up to 64 MiB), chosen by measurement
+// because no smaller size was faster anywhere we could measure, and
+// smaller buckets were slower where the CPU, not the link, is the limit.
+// Median step in ms of the real trainer (`go run ./bench train …`, 4
+// peers, batch 32 each, 3 runs of every size in turn, on a 2-core machine
+// shared with other jobs; MLP 0.94 MB and CNN 1.72 MB of gradients, so
+// 1 MiB makes 1 and 3 buckets, 4 and 25 MiB one bucket each):
+//
+//	links                     model   off  256KiB   1MiB   4MiB  25MiB
+//	in memory (--transport mem) MLP  11.1     9.9   10.0   13.4    9.6
+//	                            CNN 106.8   166.8  167.8  106.3  109.1
+//	QUIC, loopback              MLP  40.6    45.7   38.2      -   38.4
+//	                            CNN 138.0   156.0  140.0      -  126.7
+//	QUIC, 50 Mbit/s tbf         MLP 264.2   257.1  253.4  259.7  258.4
+//	                            CNN 679.1   638.0  544.1  541.7  609.5
+//	  (a second run)            CNN 572.7   566.0  555.0      -  571.6
+//	  bf16 on the wire          MLP 133.5       -  132.7      -  130.3
+//	                            CNN 352.6       -  313.4      -  323.8
+//
+// Several buckets lose on a CPU-bound host: a bucket reduced while
+// backward runs wakes its ring goroutines once per chunk, and they queue
+// between the goroutines of gonum's parallel GEMM, so backward waits for
+// its slowest tile (CNN in memory: 60 ms more per step with less CPU
+// used). On the shaped link an early bucket can hide only the backward
+// that follows it, ≤ 10% of a step these models spend mostly on the
+// link, inside the run-to-run spread (the two CNN rows; 4 and 25 MiB, the
+// same plan, differ as much). With bf16 halving the link time the CNN's
+// wait after backward fell from 229 to 181 ms at 1 MiB, so a small model
+// on a slow link can gain from --bucket-bytes 1MiB; a default must also
+// serve large models on many peers, where 1 MiB buckets cut into
+// segments of a few KiB per ring step. The simulator
+// gives ResNet-50, Inception v3 and VGG16 on 8–100 H200s at 25 Gbit/s
+// the same images/s within 2% for 1, 4, 25 and 64 MiB (transport CPU is
+// their limit there), so the larger size costs nothing for large models
+// and saves operations.
+const DefaultBucketBytes = 25 << 20
 
 // Segment is one tensor's elements in the arena: arena[Off:Off+Len].
 type Segment struct{ Off, Len int }

@@ -92,8 +92,27 @@ type Group struct {
 	sched map[schedKey]*ring.Schedule
 
 	scratch [Float16 + 1]sync.Pool // *[]float32 of ≤ chunk(d) elements, by wire dtype
-	wbufs   sync.Pool              // *[]byte of ≤ ChunkBytes: encoded chunks
+	wbufs   wirePool               // encoded chunks in flight
 }
+
+// wirePool lends the buffers of encoded chunks (ring.BufPool). Every
+// buffer has room for a whole chunk (ChunkBytes, the most any wire dtype's
+// chunk takes), so a short last chunk's buffer serves any later one.
+type wirePool struct {
+	chunkBytes int
+	p          sync.Pool // *[]byte
+}
+
+func (w *wirePool) Get(n int) *[]byte {
+	if b, ok := w.p.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, max(n, w.chunkBytes))
+	return &b
+}
+
+func (w *wirePool) Put(b *[]byte) { w.p.Put(b) }
 
 type schedKey struct {
 	kind    byte
@@ -129,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*Group, error) {
 		return nil, fmt.Errorf("collective: epoch %d: duplicate members in %v", cfg.Epoch, cfg.Members)
 	}
 	g := &Group{cfg: cfg, rank: rank, sched: make(map[schedKey]*ring.Schedule)}
+	g.wbufs.chunkBytes = cfg.ChunkBytes
 	for d := range g.codecs {
 		g.codecs[d] = DType(d).codec()
 	}
@@ -208,28 +228,18 @@ func (g *Group) getScratch(d DType, need int) *[]float32 {
 	return &b
 }
 
-func (g *Group) getWireBuf(need int) *[]byte {
-	if p, ok := g.wbufs.Get().(*[]byte); ok {
-		if cap(*p) >= need {
-			*p = (*p)[:need]
-			return p
-		}
-	}
-	b := make([]byte, need)
-	return &b
-}
-
 // run executes one scheduled operation with its own tag and deadline.
 func (g *Group) run(ctx context.Context, name string, seq uint64, buf []float32, s *ring.Schedule, op Op, wire DType) error {
 	ctx, cancel := g.opCtx(ctx)
 	defer cancel()
-	e := ring.Exec{Prev: g.prev, Next: g.next, Tag: transport.Tag{Epoch: g.cfg.Epoch, Op: seq}, Buf: buf, Sched: s, Wire: g.codecs[wire]}
+	e := ring.Exec{Prev: g.prev, Next: g.next, Tag: transport.Tag{Epoch: g.cfg.Epoch, Op: seq}, Buf: buf, Sched: s,
+		Wire: g.codecs[wire], Bufs: &g.wbufs}
 	switch op {
 	case Sum:
-		e.Reduce = ring.Sum
+		e.Reduce, e.SumDivisor = ring.Sum, 1
 	case Avg:
-		e.Reduce = ring.Sum
 		size := float32(g.Size())
+		e.Reduce, e.SumDivisor = ring.Sum, size
 		e.Final = func(dst []float32) { ring.Div(dst, size) }
 	case Max:
 		e.Reduce = ring.Max
@@ -241,12 +251,6 @@ func (g *Group) run(ctx context.Context, name string, seq uint64, buf []float32,
 		sp := g.getScratch(wire, longest)
 		e.Scratch = *sp
 		defer g.scratch[wire].Put(sp)
-	}
-	if e.Wire != nil && len(s.Recvs)+len(s.Sends) > 0 {
-		sb, rb := g.getWireBuf(longest*e.Wire.Size), g.getWireBuf(longest*e.Wire.Size)
-		e.SendBuf, e.RecvBuf = *sb, *rb
-		defer g.wbufs.Put(sb)
-		defer g.wbufs.Put(rb)
 	}
 	if err := ring.Run(ctx, &e); err != nil {
 		return g.wrap(name, seq, err)

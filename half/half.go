@@ -40,68 +40,104 @@ const (
 )
 
 // BFloat16 narrows f to bfloat16 bits, rounding to nearest even.
-func BFloat16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 { // NaN: keep sign and payload top, make quiet
-		return uint16(b>>16) | 0x0040
-	}
+func BFloat16(f float32) uint16 { return bf16(math.Float32bits(f)) }
+
+// bf16 narrows float32 bits. It has no branch the compiler keeps (the NaN
+// case is a conditional move), so gradients of any mix of magnitudes cost
+// the same.
+func bf16(b uint32) uint16 {
 	// Adding 0x7fff plus the bit that becomes the last kept one rounds
 	// half-way cases to even; a carry into the exponent is the correct
 	// result (up to +Inf for values above the largest bfloat16).
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+	r := (b + 0x7fff + (b>>16)&1) >> 16
+	if b&0x7fffffff > 0x7f800000 { // NaN: keep sign and payload top, make quiet
+		r = b>>16 | 0x0040
+	}
+	return uint16(r)
 }
+
+// bf16RNE is bf16 for every input but NaN.
+func bf16RNE(b uint32) uint16 { return uint16((b + 0x7fff + (b>>16)&1) >> 16) }
+
+// bf16NaN has bit 31 set exactly when b is a NaN (|b| > Inf: adding
+// 2^23−1 to |b| ≤ 0x7fffffff carries into bit 31 from 0x7f800001 up).
+func bf16NaN(b uint32) uint32 { return b&0x7fffffff + 0x007fffff }
 
 // FromBFloat16 widens bfloat16 bits to float32 (exact).
 func FromBFloat16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
 // Float16 narrows f to IEEE binary16 bits, rounding to nearest even.
-func Float16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	man := b & 0x7fffff
-	switch {
-	case exp == 0xff: // Inf or NaN
-		if man != 0 {
-			return sign | 0x7e00 | uint16(man>>13)
-		}
-		return sign | 0x7c00
-	case exp > 127+15: // |f| ≥ 2^16: beyond the binary16 range
-		return sign | 0x7c00
-	case exp >= 127-14: // normal binary16 result (before rounding)
-		v := uint32(exp-(127-15))<<10 | man>>13
-		rem := man & 0x1fff
-		if rem > 0x1000 || (rem == 0x1000 && v&1 == 1) {
-			v++ // a carry into the exponent is right, up to 0x7c00 = Inf
-		}
-		return sign | uint16(v)
-	case exp < 127-25: // |f| < 2^-25: rounds to zero
-		return sign
+func Float16(f float32) uint16 { return fp16(math.Float32bits(f)) }
+
+// Bit patterns of |f| (float32 bits without the sign) where binary16's
+// cases change.
+const (
+	f16MinNormal = (127 - 14) << 23 // 2^-14, the smallest normal binary16
+	f16Overflow  = (127 + 16) << 23 // 2^16: this and above is beyond binary16
+	f32Inf       = 0xff << 23
+	// rebias moves a float32 exponent to binary16's bias (−112 in the
+	// exponent field, modulo 2^32) with 0xfff, half a binary16 unit less
+	// one float32 unit, added for rounding.
+	rebias = 1<<32 + (15-127)<<23 + 0xfff
+)
+
+// fp16 narrows float32 bits to binary16 without tables or kept branches:
+// it computes the normal, subnormal and special results and selects one
+// with conditional moves, so the cost does not depend on the data.
+func fp16(b uint32) uint16 {
+	sign := b >> 16 & 0x8000
+	a := b & 0x7fffffff
+	// Normal result: rebias, and round the 13 dropped bits to nearest even
+	// by adding 0xfff plus the lowest kept bit; a carry into the exponent
+	// is the correct result, up to 0x7c00 = Inf from 65520 on.
+	r := (a + rebias + (a>>13)&1) >> 13
+	if a < f16MinNormal {
+		// Subnormal or zero result: adding 0.5 (float32 unit 2^-24, the
+		// binary16 subnormal spacing) makes the FPU round to a multiple
+		// of 2^-24, to nearest even; the low bits are the count of units
+		// (0x400, the smallest normal, when it rounds up to it).
+		r = math.Float32bits(math.Float32frombits(a)+0.5) - 0x3f000000
 	}
-	// Subnormal binary16 result: count units of 2^-24. exp is in
-	// [102, 112], so f is a normal float32 with an implicit bit.
-	m := man | 0x800000
-	shift := uint(126 - exp) // 14..24
-	v := m >> shift
-	rem := m & (1<<shift - 1)
-	halfway := uint32(1) << (shift - 1)
-	if rem > halfway || (rem == halfway && v&1 == 1) {
-		v++ // may become 0x400, the smallest normal: also correct
+	if a >= f16Overflow {
+		r = 0x7c00 // beyond the range, or Inf
 	}
-	return sign | uint16(v)
+	if a > f32Inf {
+		r = 0x7e00 | a>>13&0x3ff // NaN: quiet, top payload bits kept
+	}
+	return uint16(sign | r)
 }
 
-// FromFloat16 widens binary16 bits to float32 (exact).
-func FromFloat16(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h & 0x3ff)
-	switch exp {
-	case 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	case 0:
-		// Zero or subnormal: man·2^-24, exact in float32.
-		return math.Float32frombits(sign | math.Float32bits(float32(man)*0x1p-24))
+// fp16Finite is fp16 for every input below 2^16 in magnitude (the normal
+// and subnormal cases).
+func fp16Finite(b uint32) uint16 {
+	a := b & 0x7fffffff
+	r := (a + rebias + (a>>13)&1) >> 13
+	if a < f16MinNormal {
+		r = math.Float32bits(math.Float32frombits(a)+0.5) - 0x3f000000
 	}
-	return math.Float32frombits(sign | (exp+(127-15))<<23 | man<<13)
+	return uint16(b>>16&0x8000 | r)
+}
+
+// fp16Big has bit 31 set exactly when |b| ≥ 2^16 (too large, Inf or NaN):
+// the cases fp16Finite leaves out.
+func fp16Big(b uint32) uint32 { return b&0x7fffffff + (1<<31 - f16Overflow) }
+
+// FromFloat16 widens binary16 bits to float32 (exact).
+func FromFloat16(h uint16) float32 { return math.Float32frombits(fromFP16(uint32(h))) }
+
+// fromFP16 widens binary16 bits (in the low 16 bits of h) to float32 bits,
+// without tables or kept branches.
+func fromFP16(h uint32) uint32 {
+	m := (h & 0x7fff) << 13 // exponent and fraction in float32's places
+	e := h & 0x7c00
+	r := m + (127-15)<<23 // normal: rebias the exponent
+	if e == 0x7c00 {
+		r = m + (0xff-0x1f)<<23 // Inf, NaN: all-ones exponent, payload kept
+	}
+	if e == 0 {
+		// Zero or subnormal, man·2^-24: give it the exponent of 2^-14 and
+		// subtract the implicit bit, exactly, in float32.
+		r = math.Float32bits(math.Float32frombits(m+f16MinNormal) - 0x1p-14)
+	}
+	return h&0x8000<<16 | r
 }

@@ -297,28 +297,3 @@ func TestKernels(t *testing.T) {
 		})
 	}
 }
-
-func BenchmarkKernels(b *testing.B) {
-	src := make([]float32, 1<<16)
-	for i := range src {
-		src[i] = float32(i) * 0.37
-	}
-	buf := make([]byte, 2*len(src))
-	dst := make([]float32, len(src))
-	for _, c := range []struct {
-		name string
-		fn   func()
-	}{
-		{"bf16/encode", func() { EncodeBFloat16(buf, src) }},
-		{"bf16/decode", func() { DecodeBFloat16(dst, buf) }},
-		{"fp16/encode", func() { EncodeFloat16(buf, src) }},
-		{"fp16/decode", func() { DecodeFloat16(dst, buf) }},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(4 * int64(len(src)))
-			for b.Loop() {
-				c.fn()
-			}
-		})
-	}
-}

@@ -2,6 +2,9 @@ package ring
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -56,5 +59,28 @@ func BenchmarkKernel(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestDivExact: Div gives the bits of a plain float32 division for every
+// kind of input, whether it multiplies (powers of two) or divides.
+func TestDivExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	x := make([]float32, 1<<14)
+	for i := range x {
+		x[i] = math.Float32frombits(r.Uint32()) // NaN, Inf, subnormals, everything
+	}
+	x[0], x[1], x[2] = 0x1p-149, -0x1p-126, float32(math.Inf(1))
+	for _, f := range []float32{1, 2, 4, 64, 0.5, 0x1p-100, 0x1p126, 0x1p127, 3, 6, 7, -2, 0x1p-140} {
+		t.Run(fmt.Sprint(f), func(t *testing.T) {
+			got := slices.Clone(x)
+			Div(got, f)
+			for i, v := range x {
+				want := v / f
+				if math.Float32bits(got[i]) != math.Float32bits(want) && !(math.IsNaN(float64(want)) && math.IsNaN(float64(got[i]))) {
+					t.Fatalf("%#08x / %g = %#08x, want %#08x", math.Float32bits(v), f, math.Float32bits(got[i]), math.Float32bits(want))
+				}
+			}
+		})
 	}
 }

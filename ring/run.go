@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -24,18 +25,30 @@ type Exec struct {
 	Reduce func(dst, src []float32)
 	// Final is applied to a chunk after its final reduction (may be nil).
 	Final func(dst []float32)
+	// SumDivisor > 0 states that Reduce is Sum and Final divides by
+	// SumDivisor (1: Final does nothing). With a Wire that has fused
+	// kernels, reducing receives then decode, add, divide and encode in one
+	// pass (see Codec); the results are bitwise those of Reduce and Final.
+	SumDivisor float32
 	// Scratch receives chunks before they are reduced; at least as long as
 	// the longest reducing receive.
 	Scratch []float32
 	// Wire, when set, is the encoding of elements on the wire (nil: the
-	// float32 bytes themselves). Chunks are encoded from Buf when sent and
-	// decoded to float32 when received, so every reduction runs in float32;
-	// a chunk's final value is rounded to the wire type once (after Final),
-	// in Buf too, so the owner keeps exactly what the others decode.
+	// float32 bytes themselves). Every reduction runs in float32 on decoded
+	// values; a chunk's final value is rounded to the wire type once (after
+	// Final), in Buf too, so the owner keeps exactly what the others decode.
+	// A received chunk that the schedule forwards (Recv.Forward) travels on
+	// as the bytes the receive produced (the encoded partial sum, the
+	// rounded result, or the all-gather's bytes as received) instead of
+	// being encoded from Buf again; a reducing receive that is forwarded
+	// and not final then leaves its partial sum only in those bytes (Buf's
+	// range keeps its input until the all-gather overwrites it).
 	Wire *Codec
-	// SendBuf and RecvBuf hold encoded chunks when Wire is set; each at
-	// least Wire.Size times the longest chunk.
-	SendBuf, RecvBuf []byte
+	// Bufs lends the buffers encoded chunks occupy while in flight when Wire
+	// is set (nil: each is allocated).
+	Bufs BufPool
+
+	held atomic.Int32 // received chunks handed to the sender, not yet sent
 }
 
 // Codec is an element encoding on the wire other than float32's own bytes.
@@ -46,6 +59,39 @@ type Codec struct {
 	Encode func(dst []byte, src []float32)
 	Decode func(dst []float32, src []byte)
 	Round  func(x []float32) // x = Decode(Encode(x)), in place
+	// AddEncode and AddRound, when both set, are the fused hops of a sum
+	// (used when Exec.SumDivisor > 0): AddEncode sets w = Encode(acc +
+	// Decode(w)) leaving acc alone; AddRound sets acc = Round((acc +
+	// Decode(w)) / div) and w = Encode(acc).
+	AddEncode func(w []byte, acc []float32)
+	AddRound  func(acc []float32, w []byte, div float32)
+}
+
+// BufPool lends byte buffers; it must be safe for concurrent use.
+type BufPool interface {
+	// Get returns a buffer of length n.
+	Get(n int) *[]byte
+	// Put takes back a buffer Get returned.
+	Put(*[]byte)
+}
+
+func (e *Exec) getBuf(n int) *[]byte {
+	if e.Bufs != nil {
+		return e.Bufs.Get(n)
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func (e *Exec) putBuf(b *[]byte) {
+	if e.Bufs != nil && b != nil {
+		e.Bufs.Put(b)
+	}
+}
+
+// fused reports whether reducing receives use the codec's fused kernels.
+func (e *Exec) fused() bool {
+	return e.Wire != nil && e.SumDivisor > 0 && e.Wire.AddEncode != nil && e.Wire.AddRound != nil
 }
 
 // Run executes e: a sender goroutine walks Sends while this goroutine walks
@@ -67,7 +113,9 @@ func Run(ctx context.Context, e *Exec) error {
 	fail := func(err error) {
 		once.Do(func() { firstErr = err; cancel() })
 	}
-	ready := make(chan struct{}, len(s.Recvs))
+	// One entry per completed receive, in order: the chunk's encoded bytes
+	// when the schedule forwards it (Wire set), else nil.
+	ready := make(chan *[]byte, len(s.Recvs))
 	var wg sync.WaitGroup
 	if len(s.Sends) > 0 {
 		wg.Go(func() {
@@ -97,12 +145,23 @@ func (e *Exec) abort(ctx context.Context, cause error) {
 	}
 }
 
-func sendAll(ctx context.Context, e *Exec, ready <-chan struct{}) error {
+func sendAll(ctx context.Context, e *Exec, ready <-chan *[]byte) error {
+	var own *[]byte // the buffer chunks encoded from Buf go out of
+	defer func() { e.putBuf(own) }()
 	done := 0 // receives known to be complete
 	for _, s := range e.Sched.Sends {
+		var fwd *[]byte // receive s.After's bytes, if forwarded
 		for done <= s.After {
 			select {
-			case <-ready:
+			case b := <-ready:
+				switch {
+				case b == nil:
+				case done == s.After:
+					fwd = b
+				default:
+					e.putBuf(b)
+					e.held.Add(-1)
+				}
 				done++
 			case <-ctx.Done():
 				return ctx.Err()
@@ -110,58 +169,117 @@ func sendAll(ctx context.Context, e *Exec, ready <-chan struct{}) error {
 		}
 		p := Bytes(e.Buf[s.Off : s.Off+s.Len])
 		if e.Wire != nil {
-			p = e.SendBuf[:s.Len*e.Wire.Size]
-			e.Wire.Encode(p, e.Buf[s.Off:s.Off+s.Len])
+			n := s.Len * e.Wire.Size
+			if fwd != nil {
+				p = (*fwd)[:n]
+			} else {
+				if own == nil || cap(*own) < n {
+					e.putBuf(own)
+					own = e.getBuf(n)
+				}
+				p = (*own)[:n]
+				e.Wire.Encode(p, e.Buf[s.Off:s.Off+s.Len])
+			}
 		}
-		if err := e.Next.Send(ctx, e.Tag, p); err != nil {
+		err := e.Next.Send(ctx, e.Tag, p)
+		if fwd != nil {
+			e.putBuf(fwd)
+			e.held.Add(-1)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func recvAll(ctx context.Context, e *Exec, ready chan<- struct{}) error {
-	size := 4
+func recvAll(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 	if e.Wire != nil {
-		size = e.Wire.Size
+		return recvWire(ctx, e, ready)
 	}
 	for _, r := range e.Sched.Recvs {
 		dst := e.Buf[r.Off : r.Off+r.Len]
-		var into []byte
-		switch {
-		case e.Wire != nil:
-			into = e.RecvBuf[:size*r.Len]
-		case r.Reduce:
+		into := Bytes(dst)
+		if r.Reduce {
 			into = Bytes(e.Scratch[:r.Len])
-		default:
-			into = Bytes(dst)
 		}
-		n, err := e.Prev.Recv(ctx, e.Tag, into)
-		if err != nil {
+		if err := e.recv(ctx, into, 4*r.Len); err != nil {
 			return err
 		}
-		if n != size*r.Len {
-			return &transport.OpError{Op: "recv", Peer: e.Prev.Peer(), Tag: e.Tag,
-				Err: fmt.Errorf("%w: chunk of %d bytes, want %d", transport.ErrProtocol, n, size*r.Len)}
+		if r.Reduce {
+			e.Reduce(dst, e.Scratch[:r.Len])
 		}
+		if r.Final && e.Final != nil {
+			e.Final(dst)
+		}
+		ready <- nil // never blocks: capacity is len(Recvs)
+	}
+	return nil
+}
+
+// maxForward bounds the received chunks an operation holds for its
+// sender: when the sender lags further behind (its link is slower than the
+// one in), a receive leaves its value in Buf for the sender to encode,
+// as without forwarding, instead of holding more buffers.
+const maxForward = 4
+
+// recvWire is recvAll over a wire codec: each chunk arrives in a buffer of
+// its own, is decoded (and reduced) from it and, when the schedule forwards
+// it, leaves in it to the sender holding what goes on.
+func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
+	c, fused := e.Wire, e.fused()
+	for _, r := range e.Sched.Recvs {
+		dst := e.Buf[r.Off : r.Off+r.Len]
+		n := c.Size * r.Len
+		bp := e.getBuf(n)
+		w := (*bp)[:n]
+		if err := e.recv(ctx, w, n); err != nil {
+			e.putBuf(bp)
+			return err
+		}
+		fwd := r.Forward && e.held.Load() < maxForward
 		switch {
-		case e.Wire != nil && r.Reduce:
-			e.Wire.Decode(e.Scratch[:r.Len], into)
-			e.Reduce(dst, e.Scratch[:r.Len])
-		case e.Wire != nil:
-			e.Wire.Decode(dst, into)
-		case r.Reduce:
-			e.Reduce(dst, e.Scratch[:r.Len])
-		}
-		if r.Final {
-			if e.Final != nil {
-				e.Final(dst)
+		case r.Reduce && fused && r.Final:
+			c.AddRound(dst, w, e.SumDivisor)
+		case r.Reduce && fused && fwd:
+			c.AddEncode(w, dst)
+		default:
+			if r.Reduce {
+				c.Decode(e.Scratch[:r.Len], w)
+				e.Reduce(dst, e.Scratch[:r.Len])
+			} else {
+				c.Decode(dst, w)
 			}
-			if e.Wire != nil {
-				e.Wire.Round(dst)
+			if r.Final {
+				if e.Final != nil {
+					e.Final(dst)
+				}
+				c.Round(dst)
+			}
+			if fwd && (r.Reduce || r.Final) {
+				c.Encode(w, dst) // what goes on is the new value
 			}
 		}
-		ready <- struct{}{} // never blocks: capacity is len(Recvs)
+		if fwd {
+			e.held.Add(1)
+		} else {
+			e.putBuf(bp)
+			bp = nil
+		}
+		ready <- bp // never blocks: capacity is len(Recvs)
+	}
+	return nil
+}
+
+// recv receives one chunk of want bytes into p.
+func (e *Exec) recv(ctx context.Context, p []byte, want int) error {
+	n, err := e.Prev.Recv(ctx, e.Tag, p)
+	if err != nil {
+		return err
+	}
+	if n != want {
+		return &transport.OpError{Op: "recv", Peer: e.Prev.Peer(), Tag: e.Tag,
+			Err: fmt.Errorf("%w: chunk of %d bytes, want %d", transport.ErrProtocol, n, want)}
 	}
 	return nil
 }

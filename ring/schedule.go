@@ -38,11 +38,14 @@ type Send struct {
 // Recv is one incoming chunk for buf[Off:Off+Len]: reduced into the buffer
 // (Reduce) or copied over it. Final marks the chunk's last reduction: the
 // executor applies the finishing step (e.g. division for an average) before
-// the chunk is forwarded.
+// the chunk is forwarded. Forward says that the first send waiting for this
+// receive (After = its index) sends exactly its range, so an executor may
+// pass the chunk on as it has it on the wire instead of encoding it again.
 type Recv struct {
 	Off, Len int
 	Reduce   bool
 	Final    bool
+	Forward  bool
 }
 
 // Schedule is the ordered list of transfers of one rank in one collective.
@@ -86,6 +89,8 @@ func build(steps []step, seg func(s int) (int, int), chunk int) *Schedule {
 			after := -1
 			if prevStart >= 0 {
 				after = prevStart + j
+				r := &s.Recvs[after]
+				r.Forward = r.Off == o && r.Len == n
 			}
 			s.Sends = append(s.Sends, Send{Off: o, Len: n, After: after})
 			j++
@@ -139,7 +144,7 @@ func Broadcast(rank, size, root, n, chunk int) *Schedule {
 	j := 0
 	chunks(0, n, chunk, func(o, l int) {
 		if d > 0 {
-			s.Recvs = append(s.Recvs, Recv{Off: o, Len: l})
+			s.Recvs = append(s.Recvs, Recv{Off: o, Len: l, Forward: d < size-1})
 		}
 		if d < size-1 {
 			after := -1

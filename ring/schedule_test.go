@@ -57,6 +57,49 @@ func checkPairing(t *testing.T, size, n, chunk int, f mk) {
 	}
 }
 
+// checkForward: a receive is marked Forward exactly when the first send
+// waiting for it sends its range; in an all-reduce that is every receive
+// but those of the last all-gather step.
+func checkForward(t *testing.T, s *Schedule, lastStep int) {
+	t.Helper()
+	first := map[int]Send{}
+	for _, snd := range s.Sends {
+		if _, ok := first[snd.After]; !ok && snd.After >= 0 {
+			first[snd.After] = snd
+		}
+	}
+	for i, r := range s.Recvs {
+		snd, ok := first[i]
+		want := ok && snd.Off == r.Off && snd.Len == r.Len
+		if r.Forward != want {
+			t.Fatalf("receive %d [%d,+%d) Forward = %v, want %v", i, r.Off, r.Len, r.Forward, want)
+		}
+		if lastStep >= 0 && r.Forward != (i < len(s.Recvs)-lastStep) {
+			t.Fatalf("receive %d of %d Forward = %v with %d receives in the last step", i, len(s.Recvs), r.Forward, lastStep)
+		}
+	}
+}
+
+func TestForward(t *testing.T) {
+	for _, size := range []int{2, 3, 5, 8} {
+		for _, n := range []int{1, size + 1, 1000} {
+			for _, chunk := range []int{1, 3, 64, 1 << 20} {
+				t.Run(fmt.Sprintf("size=%d/n=%d/chunk=%d", size, n, chunk), func(t *testing.T) {
+					for r := range size {
+						s := AllReduce(r, size, n, chunk)
+						_, l := segment(mod(r-(size-2), size), size, n) // received in the last all-gather step
+						checkForward(t, s, (l+chunk-1)/chunk)
+						checkForward(t, AllGather(r, size, n, chunk), -1)
+						for root := range size {
+							checkForward(t, Broadcast(r, size, root, n, chunk), -1)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
 func TestSchedulesPair(t *testing.T) {
 	for _, size := range []int{1, 2, 3, 5, 8, 16} {
 		for _, n := range []int{0, 1, size - 1, size + 1, 1000} {

@@ -23,7 +23,7 @@ func BenchmarkStepBucketed(b *testing.B) {
 		build func(uint64) (*model.Model, error)
 	}{{"mlp", model.NewMLP}, {"cnn", model.NewCNN}} {
 		for _, wire := range []collective.DType{collective.Float32, collective.BFloat16} {
-			for _, bb := range []int{0, 256 << 10, 1 << 20, 4 << 20} {
+			for _, bb := range []int{0, 256 << 10, 1 << 20, collective.DefaultBucketBytes} {
 				b.Run(fmt.Sprintf("%s/wire=%v/bucket=%dKiB", mc.name, wire, bb>>10), func(b *testing.B) {
 					gs := groups(b, ids("p", n), 1)
 					trs := make([]*Trainer, n)

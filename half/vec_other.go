@@ -1,0 +1,13 @@
+//go:build !amd64
+
+package half
+
+// Without a vector path every element goes through the Go kernels.
+
+func encodeBF16Vec([]uint16, []uint32) int { return 0 }
+
+func decodeBF16Vec([]uint32, []uint16) int { return 0 }
+
+func addEncodeBF16Vec([]uint16, []uint32) int { return 0 }
+
+func addRoundBF16Vec([]uint32, []uint16, float32) int { return 0 }

@@ -49,7 +49,7 @@ func AddRoundBFloat16(acc []float32, w []byte, div float32) {
 	d := u16(w[:2*len(acc)])[:len(acc)]
 	a := u32(acc)
 	k := 0
-	if mul, ok := reciprocal(div); ok {
+	if mul, ok := ExactReciprocal(div); ok {
 		k = addRoundBF16Vec(a, d, mul)
 	}
 	addRoundBF16(a[k:], d[k:], div)
@@ -59,7 +59,7 @@ func AddRoundBFloat16(acc []float32, w []byte, div float32) {
 func addRoundBF16(a []uint32, d []uint16, div float32) {
 	d = d[:len(a)]
 	i := 0
-	if mul, ok := reciprocal(div); ok { // exact: multiply (by 1 when div = 1)
+	if mul, ok := ExactReciprocal(div); ok { // exact: multiply (by 1 when div = 1)
 		for ; i+4 <= len(a); i += 4 {
 			x, o := a[i:i+4:i+4], d[i:i+4:i+4]
 			b0 := math.Float32bits((math.Float32frombits(x[0]) + FromBFloat16(o[0])) * mul)
@@ -112,7 +112,7 @@ func AddRoundFloat16(acc []float32, w []byte, div float32) {
 	d := u16(w[:2*len(acc)])[:len(acc)]
 	a := u32(acc)
 	i := 0
-	if mul, ok := reciprocal(div); ok { // exact: multiply (by 1 when div = 1)
+	if mul, ok := ExactReciprocal(div); ok { // exact: multiply (by 1 when div = 1)
 		for ; i+4 <= len(a); i += 4 {
 			x, o := a[i:i+4:i+4], d[i:i+4:i+4]
 			b0 := math.Float32bits((math.Float32frombits(x[0]) + FromFloat16(o[0])) * mul)
@@ -135,12 +135,12 @@ func AddRoundFloat16(acc []float32, w []byte, div float32) {
 	}
 }
 
-// reciprocal returns 1/d and whether multiplying by it equals dividing by
-// d for every float32. That holds when d is a power of two whose reciprocal
+// ExactReciprocal returns 1/d and whether multiplying by it equals
+// dividing by d for every float32. That holds when d is a power of two whose reciprocal
 // is a normal float32: x·2^-k and x/2^k are then both the correctly
 // rounded value of the same real number (NaN, ±Inf and ±0 included), and a
 // multiplication is many times cheaper than a division.
-func reciprocal(d float32) (float32, bool) {
+func ExactReciprocal(d float32) (float32, bool) {
 	b := math.Float32bits(d)
 	e := b >> 23
 	if b&0x7fffff != 0 || e == 0 || e >= 254 { // sign set, not a power of two, subnormal, too large, Inf or NaN

@@ -234,8 +234,8 @@ func TestReciprocal(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got, ok := reciprocal(c.d); got != c.want || ok != c.ok {
-				t.Fatalf("reciprocal(%g) = %g, %v; want %g, %v", c.d, got, ok, c.want, c.ok)
+			if got, ok := ExactReciprocal(c.d); got != c.want || ok != c.ok {
+				t.Fatalf("ExactReciprocal(%g) = %g, %v; want %g, %v", c.d, got, ok, c.want, c.ok)
 			}
 		})
 	}

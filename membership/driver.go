@@ -66,7 +66,7 @@ func (m *Member) drive() {
 		case c := <-m.calls:
 			if pending != nil {
 				// Its caller gave up (ctx ended) and called again.
-				pending.done <- callResult{err: errors.New("superseded by a later boundary")}
+				pending.done <- callResult{err: fmt.Errorf("membership: node %s: boundary superseded by a later call", m.cfg.ID)}
 			}
 			pending, cur = c, c.report
 			if m.leaveRequested() && !m.mach.Active() {

@@ -1,6 +1,6 @@
 package ring
 
-import "math"
+import "github.com/ringtrain/ringtrain/half"
 
 // Reduction kernels: dst op= src over len(dst) elements (src must be at
 // least as long). They are written so the compiler drops bounds checks in
@@ -48,7 +48,7 @@ func Min(dst, src []float32) {
 // two with a normal reciprocal, multiplying by it is that same division,
 // bit for bit, and several times cheaper.)
 func Div(dst []float32, f float32) {
-	if r, ok := exactReciprocal(f); ok {
+	if r, ok := half.ExactReciprocal(f); ok {
 		for i := range dst {
 			dst[i] *= r
 		}
@@ -57,17 +57,4 @@ func Div(dst []float32, f float32) {
 	for i := range dst {
 		dst[i] /= f
 	}
-}
-
-// exactReciprocal returns 1/f when multiplying by it equals dividing by f
-// for every float32: f a positive normal power of two whose reciprocal is
-// normal too. x·2^-k and x/2^k are then both the correctly rounded value
-// of the same real number (subnormal results, ±0, ±Inf and NaN included).
-func exactReciprocal(f float32) (float32, bool) {
-	b := math.Float32bits(f)
-	e := b >> 23
-	if b&0x7fffff != 0 || e == 0 || e >= 254 { // sign set, not a power of two, subnormal, too large, Inf or NaN
-		return 0, false
-	}
-	return math.Float32frombits((254 - e) << 23), true
 }

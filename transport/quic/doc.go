@@ -27,9 +27,11 @@
 //     from the stream into the caller's buffer (no intermediate copy).
 //   - A Send cancelled mid-message resets its stream with RESET_STREAM_AT at
 //     the message's start, so the earlier messages on it are still
-//     delivered; a Recv that runs out of time mid-message, or whose buffer is
-//     too small, drops that message (the rest is discarded from the stream)
-//     and later messages of the tag are delivered.
+//     delivered. A Recv that runs out of time before the first payload byte
+//     leaves the message to the next Recv; one that runs out of time
+//     mid-message, or whose buffer is too small, drops that message (the
+//     rest is discarded from the stream) and later messages of the tag are
+//     delivered.
 //   - Every length from the wire is bounded before allocation; bad frames
 //     close the connection with a protocol error naming the peer.
 //   - Messages from an epoch below the one set with SetEpoch are refused:

@@ -85,6 +85,15 @@ func (c *conn) recv(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 	case err == nil:
 		c.handBack(ts, st, 0)
 		return n, nil
+	case ctx.Err() != nil && isTimeout(err) && k == 0:
+		// Nothing of the message was read: it stays for the next Recv.
+		c.mu.Lock()
+		st.n = n
+		ts.reading = nil
+		ts.wake()
+		c.drainedLocked()
+		c.mu.Unlock()
+		return 0, ctx.Err()
 	case ctx.Err() != nil && isTimeout(err):
 		c.handBack(ts, st, n-k) // the rest of this message is discarded
 		return 0, ctx.Err()

@@ -278,3 +278,35 @@ func TestCloseDeliversLastMessages(t *testing.T) {
 		t.Fatalf("Close took %v: the peer's reads were not seen as complete", d)
 	}
 }
+
+// TestRecvTimeoutBeforePayloadKeepsMessage: a Recv that runs out of time
+// after the header arrived but before any payload byte did leaves the
+// message to the next Recv.
+func TestRecvTimeoutBeforePayloadKeepsMessage(t *testing.T) {
+	cl := testCluster(t)
+	b := newCluster(t, testSecret(), []string{"b"}, nil)[0]
+	p := dialRaw(t, cl, "mallory", b)
+	ctx := ctxT(t, 10*time.Second)
+	c, err := b.Conn(ctx, "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := transport.Tag{Epoch: 1, Op: 1}
+	s, err := p.qc.OpenUniStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(header(t, &wire.DataHeader{Epoch: 1, Op: 1, Length: 4})); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = c.Recv(rctx, tag, make([]byte, 8))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want DeadlineExceeded", err)
+	}
+	if _, err := s.Write([]byte{9, 8, 7, 6}); err != nil {
+		t.Fatal(err)
+	}
+	recvWant(t, ctx, c, tag, []byte{9, 8, 7, 6})
+}

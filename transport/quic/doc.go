@@ -50,4 +50,11 @@
 //   - Abort reasons and refusal messages from peers are stored truncated to
 //     transport.MaxReasonLen.
 //   - Every blocking call honours its ctx; errors are *transport.OpError.
+//
+// Cores per link: quic-go packs, encrypts and decrypts a connection's
+// packets on that connection's goroutine, and reads a socket on one
+// goroutine, so one neighbour link uses about one core per end however many
+// streams it has. Using more cores per link takes several connections (each
+// with its own socket) per neighbour; BenchmarkRawQUICLanes measures how
+// that scales on a host.
 package quic

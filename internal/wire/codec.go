@@ -3,7 +3,9 @@
 // QUIC stream.
 //
 // A frame is a 4-byte big-endian length followed by that many bytes of one
-// protobuf message. Invariants:
+// protobuf message. A data stream carries the messages of one tag, each a
+// DataHeader frame followed by exactly DataHeader.Length raw payload bytes,
+// and ends (FIN) between messages. Invariants:
 //   - Every length read from the wire is checked against a hard bound before
 //     anything is allocated or read: MaxHeaderSize for data headers,
 //     MaxControlSize for control frames, the caller's payload limit for
@@ -25,7 +27,7 @@ import (
 )
 
 // ProtocolVersion is sent in Hello; peers with another version are refused.
-const ProtocolVersion = 1
+const ProtocolVersion = 2 // 2: a data stream carries many messages of one tag
 
 // Frame bounds.
 const (
@@ -112,6 +114,19 @@ func ReadFrameGrow(r io.Reader, buf *[]byte, max int) ([]byte, error) {
 		return nil, err
 	}
 	return (*buf)[:n], nil
+}
+
+// ReadDataHeader reads the next message header of a data stream (a frame
+// holding a DataHeader, checked as DecodeDataHeader checks it). The Length
+// payload bytes that follow are the caller's to read. A clean end of stream
+// before the header is io.EOF: a data stream ends between messages. *buf
+// grows as ReadFrameGrow's does, never beyond MaxHeaderSize.
+func ReadDataHeader(r io.Reader, buf *[]byte, maxPayload uint64) (*DataHeader, error) {
+	body, err := ReadFrameGrow(r, buf, MaxHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeDataHeader(body, maxPayload)
 }
 
 // DecodeControl decodes a control frame body. It fails unless exactly one

@@ -280,3 +280,62 @@ func benchAllReduce(b *testing.B, n, size, chunk int) {
 	factor := 2 * float64(n-1) / float64(n)
 	report(b, start, cpu0, int64(size), int64(float64(n)*factor*float64(size)), factor)
 }
+
+// BenchmarkRawQUICLanes is the measurement behind the multi-connection plan
+// (several QUIC connections per neighbour, see the package comment): S
+// bytes from one process's side to the other's, split evenly over k raw
+// quic-go connections, each with its own UDP sockets (so each has its own
+// socket reader and connection goroutine on both ends), all at once. It
+// shows how far k connections scale one link with the cores of this host.
+func BenchmarkRawQUICLanes(b *testing.B) {
+	for _, k := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("k=%d/64MiB", k), func(b *testing.B) { benchLanes(b, k, 64<<20) })
+	}
+}
+
+func benchLanes(b *testing.B, k, size int) {
+	var ws []*quicgo.SendStream
+	var rs []*quicgo.ReceiveStream
+	var conns []*quicgo.Conn
+	for range k {
+		w, r, c := rawLinks(b, 1) // one connection, one stream, own sockets
+		ws, rs, conns = append(ws, w...), append(rs, r...), append(conns, c...)
+	}
+	const piece = 256 << 10
+	per := size / k
+	src := make([]byte, per)
+	dsts := make([][]byte, k)
+	for i := range dsts {
+		dsts[i] = make([]byte, piece)
+	}
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuSeconds(b)
+	for range b.N {
+		var wg sync.WaitGroup
+		for i := range k {
+			wg.Go(func() {
+				for off := 0; off < per; off += piece {
+					if _, err := ws[i].Write(src[off:min(off+piece, per)]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			wg.Go(func() {
+				for got := 0; got < per; {
+					n, err := io.ReadFull(rs[i], dsts[i][:min(piece, per-got)])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					got += n
+				}
+			})
+		}
+		wg.Wait()
+	}
+	b.StopTimer()
+	reportLoss(b, conns...)
+	report(b, start, cpu0, int64(size), int64(k*per), 1)
+}

@@ -139,5 +139,8 @@ func (c Config) quicConfig() *quicgo.Config {
 		MaxConnectionReceiveWindow:     maxConnWindow,
 		MaxIncomingStreams:             1, // the control stream
 		MaxIncomingUniStreams:          maxIncomingUni,
+		// RESET_STREAM_AT: a Send cancelled mid-message resets its stream
+		// without losing the earlier messages on it (see send).
+		EnableStreamResetPartialDelivery: true,
 	}
 }

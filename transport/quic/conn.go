@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,15 +33,17 @@ type conn struct {
 	dead      chan struct{} // closed when the connection ended
 	deadErr   error         // why; set before dead is closed
 
-	mu       sync.Mutex
-	tags     map[transport.Tag]*tagState
-	failed   map[transport.Tag]error // aborted or refused tags
-	failedQ  []transport.Tag         // insertion order of failed, for eviction
-	closeErr error                   // first close reason; guarded by mu
+	mu          sync.Mutex
+	tags        map[transport.Tag]*tagState
+	failed      map[transport.Tag]error // aborted or refused tags
+	failedQ     []transport.Tag         // insertion order of failed, for eviction
+	closeErr    error                   // first close reason; guarded by mu
+	openStreams int                     // send streams open (tagState.out); guarded by mu
+	idleKick    chan struct{}           // tells closer a send stream went idle
 
 	// Graceful close (see wire.Goodbye).
-	sent        atomic.Uint64 // message streams opened toward the peer
-	accepted    uint64        // message streams accepted from the peer; guarded by mu
+	sent        atomic.Uint64 // data streams opened toward the peer
+	accepted    uint64        // data streams accepted from the peer; guarded by mu
 	peerBye     bool          // the peer sent Goodbye; guarded by mu
 	peerSent    uint64        // its announced stream count; guarded by mu
 	byeAcked    bool          // we sent GoodbyeAck; guarded by mu
@@ -50,22 +51,18 @@ type conn struct {
 	byeAckOnce  sync.Once
 }
 
-// tagState is the per-tag state; it exists only while a call uses the tag
-// or messages wait for a Recv, so finished operations leave nothing behind.
+// tagState is the per-tag state; it exists only while a call uses the tag,
+// its send stream is open or the peer's streams of it are, so finished
+// operations leave nothing behind once their streams close.
 type tagState struct {
-	sendSem chan struct{} // one Send at a time keeps stream order = call order
-	tails   chan struct{} // slots of message tails still being written behind
-	recvSem chan struct{}
-	queue   []inbound     // arrived, unread messages in stream order
-	notify  chan struct{} // closed (and replaced) on arrival or failure
-	sending map[*quicgo.SendStream]struct{}
-	reading *quicgo.ReceiveStream
-	users   int
-}
-
-type inbound struct {
-	s *quicgo.ReceiveStream
-	n int // payload length from the header
+	sendSem  chan struct{} // one Send at a time keeps message order = call order
+	recvSem  chan struct{}
+	out      *quicgo.SendStream // the tag's stream toward the peer, if open
+	lastSend time.Time          // when the last call on the tag ended
+	queue    []*inStream        // the peer's streams of this tag, in stream-ID order
+	notify   chan struct{}      // closed (and replaced) on arrival or failure
+	reading  *inStream          // the stream a Recv reads a payload from
+	users    int
 }
 
 var _ transport.Conn = (*conn)(nil)
@@ -76,6 +73,7 @@ func newConn(e *Endpoint, peer string, qc *quicgo.Conn, ctrl *quicgo.Stream, dia
 		dead:        make(chan struct{}),
 		ctrlSem:     make(chan struct{}, 1),
 		byeAckRecvd: make(chan struct{}),
+		idleKick:    make(chan struct{}, 1),
 		tags:        make(map[transport.Tag]*tagState),
 		failed:      make(map[transport.Tag]error),
 	}
@@ -86,6 +84,7 @@ func (c *conn) start() {
 	c.startOnce.Do(func() {
 		c.e.wg.Go(c.controlLoop)
 		c.e.wg.Go(c.dataLoop)
+		c.e.wg.Go(c.closer)
 		c.e.wg.Go(func() {
 			<-c.qc.Context().Done()
 			c.markDead(closeCause(context.Cause(c.qc.Context())))
@@ -160,7 +159,6 @@ func (c *conn) tagLocked(tag transport.Tag) *tagState {
 		ts = &tagState{
 			sendSem: make(chan struct{}, 1),
 			recvSem: make(chan struct{}, 1),
-			tails:   make(chan struct{}, maxTails),
 			notify:  make(chan struct{}),
 		}
 		c.tags[tag] = ts
@@ -171,12 +169,22 @@ func (c *conn) tagLocked(tag transport.Tag) *tagState {
 func (c *conn) done(tag transport.Tag, ts *tagState) {
 	c.mu.Lock()
 	ts.users--
+	idle := ts.users == 0 && ts.out != nil
+	if idle {
+		ts.lastSend = time.Now()
+	}
 	c.gcLocked(tag, ts)
 	c.mu.Unlock()
+	if idle {
+		select {
+		case c.idleKick <- struct{}{}:
+		default: // the closer is already told
+		}
+	}
 }
 
 func (c *conn) gcLocked(tag transport.Tag, ts *tagState) {
-	if ts.users == 0 && len(ts.queue) == 0 && c.tags[tag] == ts {
+	if ts.users == 0 && len(ts.queue) == 0 && ts.out == nil && c.tags[tag] == ts {
 		delete(c.tags, tag)
 	}
 }
@@ -210,15 +218,14 @@ func (c *conn) cancelLocked(tag transport.Tag, code quicgo.StreamErrorCode) {
 	if ts == nil {
 		return
 	}
-	for _, in := range ts.queue {
-		in.s.CancelRead(code)
+	for _, st := range ts.queue {
+		st.s.CancelRead(code)
+		close(st.gone)
 	}
 	ts.queue = nil
-	for s := range ts.sending {
+	if s := ts.out; s != nil {
 		s.CancelWrite(code)
-	}
-	if ts.reading != nil {
-		ts.reading.CancelRead(code)
+		c.dropOutLocked(ts, s)
 	}
 	ts.wake()
 	c.gcLocked(tag, ts)
@@ -232,225 +239,6 @@ func lock(ctx context.Context, sem chan struct{}) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Send sends p as one message on its own QUIC stream.
-func (c *conn) Send(ctx context.Context, tag transport.Tag, p []byte) error {
-	if len(p) > c.e.cfg.MaxMessage {
-		return opErr("send", c.peer, tag, fmt.Errorf("%w: %d bytes, limit %d", transport.ErrMessageSize, len(p), c.e.cfg.MaxMessage))
-	}
-	ts := c.use(tag)
-	defer c.done(tag, ts)
-	if err := lock(ctx, ts.sendSem); err != nil {
-		return opErr("send", c.peer, tag, err)
-	}
-	defer func() { <-ts.sendSem }()
-	if err := c.send(ctx, tag, ts, p); err != nil {
-		return opErr("send", c.peer, tag, err)
-	}
-	return nil
-}
-
-func (c *conn) send(ctx context.Context, tag transport.Tag, ts *tagState, p []byte) error {
-	c.mu.Lock()
-	err := c.errLocked(tag)
-	c.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	// The tail of p is written behind (see writeBehind); take its slot
-	// before the stream exists, so a full tag blocks here, within ctx.
-	var tail []byte
-	if len(p) > writeBehind {
-		tail = p[len(p)-writeBehind:]
-	}
-	if len(tail) > 0 {
-		if err := lock(ctx, ts.tails); err != nil {
-			return err
-		}
-	}
-	handedOff := false
-	defer func() {
-		if len(tail) > 0 && !handedOff {
-			<-ts.tails
-		}
-	}()
-	s, err := c.qc.OpenUniStreamSync(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return c.connErr(err)
-	}
-	c.sent.Add(1)
-	c.mu.Lock()
-	if err := c.errLocked(tag); err != nil {
-		c.mu.Unlock()
-		s.CancelWrite(codeAborted)
-		return err
-	}
-	if ts.sending == nil {
-		ts.sending = make(map[*quicgo.SendStream]struct{})
-	}
-	ts.sending[s] = struct{}{}
-	c.mu.Unlock()
-	defer func() {
-		if !handedOff {
-			c.mu.Lock()
-			delete(ts.sending, s)
-			c.mu.Unlock()
-		}
-	}()
-	stop := context.AfterFunc(ctx, func() { s.CancelWrite(codeCanceled) })
-	defer stop()
-
-	var hb [64]byte
-	hdr, err := wire.AppendFrame(hb[:0], &wire.DataHeader{Epoch: tag.Epoch, Op: tag.Op, Length: uint64(len(p))}, wire.MaxHeaderSize)
-	if err != nil {
-		return err
-	}
-	_, err = s.Write(hdr)
-	if head := p[:len(p)-len(tail)]; err == nil && len(head) > 0 {
-		_, err = s.Write(head)
-	}
-	if err == nil && len(tail) == 0 {
-		err = s.Close()
-	}
-	if err == nil && len(tail) > 0 {
-		if !stop() {
-			return ctx.Err() // ctx ended: the stream is cancelled
-		}
-		buf := c.e.tailPool.Get().(*[]byte)
-		*buf = append((*buf)[:0], tail...)
-		c.mu.Lock()
-		ts.users++ // the flusher keeps the tag's state (and ts.sending) alive
-		c.mu.Unlock()
-		handedOff = true
-		c.e.wg.Go(func() { c.flushTail(tag, ts, s, buf) })
-		return nil
-	}
-	if err != nil {
-		// After a cancellation Close reports only "canceled stream"; the
-		// stream's context holds the StreamError that says who and why.
-		var se *quicgo.StreamError
-		if cause := context.Cause(s.Context()); errors.As(cause, &se) {
-			err = se
-		}
-		s.CancelWrite(codeCanceled)
-		return c.streamErr(ctx, tag, ts, err)
-	}
-	return nil
-}
-
-// writeBehind is how many bytes at the end of a message longer than that
-// Send copies and leaves to a flusher goroutine, returning as soon as the
-// rest is packed. (Shorter messages are copied by quic-go's Write into one
-// frame at once, so they need no flusher.)
-// The caller's next Send then opens its stream while this one's tail is
-// still being sent, so a link never idles between consecutive messages
-// (the goroutine hand-offs of one Send → next Send take milliseconds on a
-// loaded machine; 128 KiB last 26 ms at 40 Mbit/s). maxTails per tag bound
-// the copies held: 512 KiB per tag in use.
-const (
-	writeBehind = 128 << 10
-	maxTails    = 4
-)
-
-// flushTail writes the tail of a message and ends its stream. Nobody waits
-// for its error: if the stream fails, the peer's Recv fails, and an abort
-// or refusal reaches this tag's later calls through the control stream; the
-// connection's end (close, idle timeout, FailPeer) ends the Write.
-func (c *conn) flushTail(tag transport.Tag, ts *tagState, s *quicgo.SendStream, buf *[]byte) {
-	_, err := s.Write(*buf)
-	if err == nil {
-		err = s.Close()
-	}
-	if err != nil {
-		s.CancelWrite(codeCanceled)
-		c.e.log.Debug("message tail not sent", "peer", c.peer, "tag", tag.String(), "err", err)
-	}
-	c.e.tailPool.Put(buf)
-	c.mu.Lock()
-	delete(ts.sending, s)
-	ts.users--
-	c.gcLocked(tag, ts)
-	c.mu.Unlock()
-	<-ts.tails
-}
-
-// Recv receives the next message of tag into p.
-func (c *conn) Recv(ctx context.Context, tag transport.Tag, p []byte) (int, error) {
-	ts := c.use(tag)
-	defer c.done(tag, ts)
-	if err := lock(ctx, ts.recvSem); err != nil {
-		return 0, opErr("recv", c.peer, tag, err)
-	}
-	defer func() { <-ts.recvSem }()
-	n, err := c.recv(ctx, tag, ts, p)
-	if err != nil {
-		return 0, opErr("recv", c.peer, tag, err)
-	}
-	return n, nil
-}
-
-func (c *conn) recv(ctx context.Context, tag transport.Tag, ts *tagState, p []byte) (int, error) {
-	var in inbound
-	for {
-		c.mu.Lock()
-		if err := c.errLocked(tag); err != nil {
-			c.mu.Unlock()
-			return 0, err
-		}
-		if len(ts.queue) > 0 {
-			in = ts.queue[0]
-			ts.queue[0] = inbound{}
-			ts.queue = ts.queue[1:]
-			ts.reading = in.s
-			c.mu.Unlock()
-			break
-		}
-		ch := ts.notify
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-c.dead:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-	defer func() {
-		c.mu.Lock()
-		ts.reading = nil
-		c.drainedLocked()
-		c.mu.Unlock()
-	}()
-	if in.n > len(p) {
-		in.s.CancelRead(codeTooLarge)
-		return 0, fmt.Errorf("%w: message of %d bytes, buffer of %d", transport.ErrMessageSize, in.n, len(p))
-	}
-	stop := context.AfterFunc(ctx, func() { in.s.CancelRead(codeCanceled) })
-	defer stop()
-	_, err := io.ReadFull(in.s, p[:in.n])
-	if err == nil {
-		// The stream must end here: a longer stream lies about its length.
-		var extra [1]byte
-		k, rerr := in.s.Read(extra[:])
-		if k != 0 || rerr != io.EOF {
-			if k != 0 {
-				c.violation("message longer than its header's %d bytes", in.n)
-				return 0, fmt.Errorf("%w: message longer than its header's %d bytes", transport.ErrProtocol, in.n)
-			}
-			err = rerr
-		}
-	}
-	if err != nil {
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			c.violation("message shorter than its header's %d bytes", in.n)
-			return 0, fmt.Errorf("%w: message shorter than its header's %d bytes", transport.ErrProtocol, in.n)
-		}
-		return 0, c.streamErr(ctx, tag, ts, err)
-	}
-	return in.n, nil
 }
 
 // streamErr explains a failed stream read or write.
@@ -496,8 +284,6 @@ func (c *conn) streamErr(ctx context.Context, tag transport.Tag, ts *tagState, e
 				return ctx.Err()
 			}
 		}
-	case codeTooLarge:
-		return fmt.Errorf("%w: the peer's receive buffer was too small", transport.ErrMessageSize)
 	case codeEpoch:
 		return fmt.Errorf("%w: peer refused epoch %d", transport.ErrEpoch, tag.Epoch)
 	}
@@ -577,8 +363,8 @@ func (c *conn) dropBelow(epoch uint64) {
 	}
 }
 
-// drainedLocked acknowledges the peer's Goodbye once every message stream
-// it announced has been accepted and consumed (read or discarded).
+// drainedLocked acknowledges the peer's Goodbye once every data stream it
+// announced has been accepted and consumed: read to its end, or discarded.
 func (c *conn) drainedLocked() {
 	if !c.peerBye || c.byeAcked || c.accepted < c.peerSent {
 		return
@@ -596,14 +382,15 @@ func (c *conn) drainedLocked() {
 	}()
 }
 
-// goodbye announces a graceful close and waits, at most linger, until the
-// peer has consumed everything we sent.
+// goodbye ends every send stream, announces a graceful close and waits, at
+// most linger, until the peer has consumed everything we sent.
 func (c *conn) goodbye(linger time.Duration) {
 	if c.isDead() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), linger)
 	defer cancel()
+	c.finishSends(ctx)
 	if err := c.writeControl(ctx, &wire.Control{Body: &wire.Control_Goodbye{Goodbye: &wire.Goodbye{DataStreams: c.sent.Load()}}}); err != nil {
 		return
 	}

@@ -23,10 +23,7 @@ import (
 // Endpoint is one node's QUIC endpoint. It implements transport.Endpoint and
 // is safe for concurrent use.
 type Endpoint struct {
-	cfg Config
-	// tailPool holds the writeBehind-byte copies of message tails being
-	// written behind (per endpoint: no package-level state).
-	tailPool    sync.Pool
+	cfg         Config
 	node        *secret.Node
 	log         *slog.Logger
 	qconf       *quicgo.Config
@@ -97,7 +94,6 @@ func Listen(cfg Config) (*Endpoint, error) {
 		addrs:       make(map[string]string),
 		peers:       make(map[string]*peerState),
 	}
-	e.tailPool.New = func() any { b := make([]byte, 0, writeBehind); return &b }
 	for id, addr := range cfg.Peers {
 		e.addrs[id] = addr
 	}

@@ -20,7 +20,6 @@ const (
 	codeFailed    = 0x104 // connection closed: the peer was declared dead (FailPeer)
 	codeCanceled  = 0x110 // stream: the local call's ctx ended
 	codeAborted   = 0x111 // stream: the operation was aborted (reason on the control stream)
-	codeTooLarge  = 0x112 // stream: the message did not fit the receiver's buffer
 	codeEpoch     = 0x113 // stream: the message's epoch is refused
 )
 

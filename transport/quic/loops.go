@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -12,8 +13,8 @@ import (
 	"github.com/ringtrain/ringtrain/transport"
 )
 
-// headerTimeout bounds the wait for a data stream's header once QUIC has
-// announced the stream. Senders write the header right after opening the
+// headerTimeout bounds the wait for a data stream's first header once QUIC
+// has announced the stream. Senders write it right after opening the
 // stream, so only a broken peer (or a machine starved of CPU for this long)
 // hits it.
 const headerTimeout = 30 * time.Second
@@ -86,10 +87,12 @@ func (c *conn) peerError(m *wire.Error) {
 	c.mu.Unlock()
 }
 
-// dataLoop accepts the peer's message streams, reads each header and queues
-// the stream on its tag, in stream-ID (= send) order.
+// dataLoop accepts the peer's data streams, reads the first header of each
+// and queues the stream on its tag, in stream-ID (= open) order, before it
+// looks at the next one: so a tag's streams are read in the order the peer
+// opened them. Each queued stream gets a reader (readStream).
 func (c *conn) dataLoop() {
-	hbuf := make([]byte, wire.MaxHeaderSize)
+	var hbuf []byte
 	max := uint64(c.e.cfg.MaxMessage)
 	for {
 		c.mu.Lock()
@@ -99,53 +102,65 @@ func (c *conn) dataLoop() {
 		if err != nil {
 			return
 		}
-		c.mu.Lock()
-		c.accepted++
-		c.mu.Unlock()
-		s.SetReadDeadline(time.Now().Add(headerTimeout))
-		body, err := wire.ReadFrame(s, hbuf, wire.MaxHeaderSize)
-		if err != nil {
-			var se *quicgo.StreamError
-			if errors.As(err, &se) && se.Remote {
-				continue // the sender gave up on this message before its header
-			}
-			if c.qc.Context().Err() == nil && !connEnded(err) {
-				c.violation("data stream header: %v", err)
-			}
+		if !c.acceptStream(s, &hbuf, max) {
 			return
 		}
-		h, err := wire.DecodeDataHeader(body, max)
-		if err != nil {
-			c.violation("data stream header: %v", err)
-			return
-		}
-		s.SetReadDeadline(time.Time{})
-		tag := transport.Tag{Epoch: h.Epoch, Op: h.Op}
-		if h.Flags&uint32(wire.DataFlag_DATA_FLAG_ABORT) != 0 {
-			s.CancelRead(codeAborted)
-			c.mu.Lock()
-			c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: transport.TruncateReason(h.AbortReason)})
-			c.cancelLocked(tag, codeAborted)
-			c.mu.Unlock()
-			continue
-		}
-		if floor := c.e.epoch.Load(); h.Epoch < floor && tag.Op < transport.ControlOpBase {
-			s.CancelRead(codeEpoch)
-			c.e.log.Warn("refused a message from an old epoch", "peer", c.peer, "tag", tag.String(), "epoch", floor)
-			go c.refuseEpoch(tag, floor)
-			continue
-		}
-		c.mu.Lock()
-		if c.failed[tag] != nil {
-			c.mu.Unlock()
-			s.CancelRead(codeAborted)
-			continue
-		}
-		ts := c.tagLocked(tag)
-		ts.queue = append(ts.queue, inbound{s: s, n: int(h.Length)})
-		ts.wake()
-		c.mu.Unlock()
 	}
+}
+
+// acceptStream reads s's first header and queues it; false when the
+// connection is done for (ended, or the peer broke the protocol).
+func (c *conn) acceptStream(s *quicgo.ReceiveStream, hbuf *[]byte, max uint64) bool {
+	counted := false
+	defer func() {
+		if !counted {
+			c.mu.Lock()
+			c.accepted++
+			c.mu.Unlock()
+		}
+	}()
+	s.SetReadDeadline(time.Now().Add(headerTimeout))
+	h, err := wire.ReadDataHeader(s, hbuf, max)
+	if err != nil {
+		var se *quicgo.StreamError
+		if errors.As(err, &se) && se.Remote || err == io.EOF {
+			return true // the sender gave up on the stream before its first message
+		}
+		if c.qc.Context().Err() == nil && !connEnded(err) {
+			c.violation("data stream header: %v", err)
+		}
+		return false
+	}
+	s.SetReadDeadline(time.Time{})
+	tag := transport.Tag{Epoch: h.Epoch, Op: h.Op}
+	if h.Flags&uint32(wire.DataFlag_DATA_FLAG_ABORT) != 0 {
+		s.CancelRead(codeAborted)
+		c.mu.Lock()
+		c.failLocked(tag, &transport.AbortError{By: c.peer, Reason: transport.TruncateReason(h.AbortReason)})
+		c.cancelLocked(tag, codeAborted)
+		c.mu.Unlock()
+		return true
+	}
+	if floor := c.e.epoch.Load(); h.Epoch < floor && tag.Op < transport.ControlOpBase {
+		s.CancelRead(codeEpoch)
+		c.e.log.Warn("refused a message from an old epoch", "peer", c.peer, "tag", tag.String(), "epoch", floor)
+		c.e.wg.Go(func() { c.refuseEpoch(tag, floor) })
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.accepted++ // with the stream queued, so a Goodbye cannot overtake it
+	counted = true
+	if c.failed[tag] != nil {
+		s.CancelRead(codeAborted)
+		return true
+	}
+	ts := c.tagLocked(tag)
+	st := newInStream(s, int(h.Length))
+	ts.queue = append(ts.queue, st)
+	ts.wake()
+	c.e.wg.Go(func() { c.readStream(tag, ts, st) })
+	return true
 }
 
 // refuseEpoch tells the peer its message's epoch is refused.

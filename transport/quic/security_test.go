@@ -190,8 +190,14 @@ func TestMalformedInputNamesPeer(t *testing.T) {
 		{"payload shorter than header", func(t *testing.T, p *rawPeer) {
 			p.stream(t, append(header(t, &wire.DataHeader{Epoch: 1, Op: 1, Length: 100}), make([]byte, 10)...))
 		}},
-		{"payload longer than header", func(t *testing.T, p *rawPeer) {
-			p.stream(t, append(header(t, &wire.DataHeader{Epoch: 1, Op: 1, Length: 4}), make([]byte, 8)...))
+		{"bytes after a message that are no frame", func(t *testing.T, p *rawPeer) {
+			p.stream(t, append(header(t, &wire.DataHeader{Epoch: 1, Op: 1, Length: 4}), 1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff))
+		}},
+		{"message of another tag on a stream", func(t *testing.T, p *rawPeer) {
+			p.stream(t, append(header(t, &wire.DataHeader{Epoch: 1, Op: 1}), header(t, &wire.DataHeader{Epoch: 1, Op: 2})...))
+		}},
+		{"stream ends inside a second header", func(t *testing.T, p *rawPeer) {
+			p.stream(t, append(header(t, &wire.DataHeader{Epoch: 1, Op: 1}), 0, 0, 0, 9, 8))
 		}},
 		{"control frame over bound", func(t *testing.T, p *rawPeer) { p.ctrl.Write([]byte{0x7f, 0xff, 0xff, 0xff}) }},
 		{"control frame not protobuf", func(t *testing.T, p *rawPeer) { p.ctrl.Write(prefixed(0xff, 0xff)) }},
@@ -212,10 +218,16 @@ func TestMalformedInputNamesPeer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Well-formed messages before the bad bytes are delivered;
+			// the receive after them fails.
 			errc := make(chan error, 1)
 			go func() {
-				_, err := c.Recv(ctx, tag, make([]byte, 256))
-				errc <- err
+				for {
+					if _, err := c.Recv(ctx, tag, make([]byte, 256)); err != nil {
+						errc <- err
+						return
+					}
+				}
 			}()
 			tt.attack(t, p)
 			err = <-errc

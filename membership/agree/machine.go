@@ -404,8 +404,10 @@ func (m *Machine) process() {
 			m.lastSend = m.now
 			r := m.report()
 			any := m.activeAtLeast(0)
+			// A leaving peer still runs its epoch until it has left (it
+			// may even coordinate it): it must hear that we dropped out.
 			for _, id := range sortedKeys(m.view) {
-				if p := m.view[id]; p.Alive && (p.State == PeerActive || !any) {
+				if p := m.view[id]; p.Alive && (p.State == PeerActive || p.State == PeerLeaving || !any) {
 					r.To = id
 					m.send(r)
 				}

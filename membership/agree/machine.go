@@ -152,6 +152,13 @@ type Machine struct {
 	lastCoord  string
 	stash      []Msg // commits that arrived between boundaries
 
+	// A leaver excluded by leftBy stays until one of its members shows
+	// it applied it (or lingerTicks pass): the leaver may be the only
+	// node that knows the value was decided, and its vote may be needed
+	// for any other value, so leaving at once can stall the survivors.
+	leftBy *Value
+	leftAt int
+
 	// Coordinator.
 	reports   map[string]Msg
 	consumed  map[string]uint64
@@ -393,7 +400,12 @@ func (m *Machine) process() {
 	}
 	if !m.active {
 		if m.leaving {
-			m.finish(Outcome{Left: true, Step: m.cur.Done})
+			if m.leftBy == nil {
+				m.finish(Outcome{Left: true, Step: m.cur.Done})
+			} else if m.leftApplied() || m.now-m.leftAt > lingerTicks(m.cfg) {
+				m.finish(Outcome{Epoch: m.leftBy.Epoch, Left: true, Step: m.cur.Done})
+				m.leftBy = nil
+			}
 			return
 		}
 		m.tryForm()
@@ -431,6 +443,21 @@ func (m *Machine) process() {
 		r.To = coord
 		m.send(r)
 	}
+}
+
+// lingerTicks bounds how long a leaver waits for the members of the epoch
+// that excluded it to apply it.
+func lingerTicks(c Config) int { return 4 * c.ReportTicks }
+
+// leftApplied reports whether gossip shows a member of leftBy holding it
+// (or a later epoch): that member tells the others that missed it.
+func (m *Machine) leftApplied() bool {
+	for _, id := range m.leftBy.Epoch.Members {
+		if p, ok := m.view[id]; ok && p.Alive && p.Epoch >= m.leftBy.Epoch.Number {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Machine) finish(o Outcome) {
@@ -490,10 +517,21 @@ func (m *Machine) onReport(r Msg) {
 		if m.active && m.hard.Held.Has(r.From) && r.Epoch < held {
 			return // sent before it was admitted to our epoch
 		}
+		if v := m.leftBy; v != nil && v.Epoch.Has(r.From) && r.Epoch < v.Epoch.Number {
+			// We leave, and it missed the commit of the epoch we left it.
+			m.send(Msg{Kind: Commit, To: r.From, Base: held, Value: v.clone()})
+			return
+		}
 		m.joinReq[r.From] = joinReq{at: m.now, step: r.Step, noState: r.Flags&FlagNoState != 0}
 		return
 	}
 	if !m.active {
+		if v := m.decided[r.Epoch]; v != nil {
+			// It still runs the epoch we were excluded from (we may be a
+			// leaver that it takes for its coordinator): tell it the
+			// successor.
+			m.send(Msg{Kind: Commit, To: r.From, Base: r.Epoch, Value: v.clone()})
+		}
 		return
 	}
 	switch {
@@ -546,7 +584,7 @@ func (m *Machine) onCommit(c Msg) {
 		m.active = false
 		m.resetRound()
 		if m.leaving {
-			m.finish(Outcome{Epoch: v.Epoch, Left: true, Step: m.cur.Done})
+			m.leftBy, m.leftAt = v.clone(), m.now // process finishes the leave
 		}
 		return // excluded: wait to be admitted
 	}

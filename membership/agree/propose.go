@@ -176,34 +176,47 @@ func (m *Machine) tryForm() {
 	if m.activeAtLeast(max(held.Number, 1)) {
 		return // someone runs an epoch: wait to be admitted
 	}
-	cands := []string{m.id}
+	isCand := func(id string, p Peer) bool {
+		return p.Alive && p.State == PeerJoining &&
+			((fresh || bypass) && p.Epoch == 0 || !fresh && !bypass && p.Epoch == held.Number && held.Has(id))
+	}
+	// Count first, without allocating: this runs on every input of a
+	// node that waits for an epoch, and mostly finds nothing to do.
+	n := 1
+	for id, p := range m.view {
+		if isCand(id, p) {
+			if id < m.id {
+				return // the lowest candidate proposes
+			}
+			n++
+		}
+	}
+	base, all := uint64(0), true
+	switch {
+	case fresh || bypass:
+		if n < m.cfg.MinMembers {
+			return
+		}
+	default:
+		if 2*n <= len(held.Members) {
+			return // no majority of the held epoch: wait
+		}
+		base, all = held.Number, false
+	}
+	cands := make([]string, 1, n)
+	cands[0] = m.id
 	steps := map[string]uint64{m.id: m.cur.Done}
 	noState := map[string]bool{m.id: m.cur.NoState}
-	for _, id := range sortedKeys(m.view) {
-		p := m.view[id]
-		if !p.Alive || p.State != PeerJoining {
-			continue
-		}
-		if (fresh || bypass) && p.Epoch == 0 || !fresh && !bypass && p.Epoch == held.Number && held.Has(id) {
+	for id, p := range m.view {
+		if isCand(id, p) {
 			cands = append(cands, id)
 			steps[id], noState[id] = p.Step, p.NoState
 		}
 	}
 	slices.Sort(cands)
-	if cands[0] != m.id {
-		return
-	}
-	base, acceptors, all := uint64(0), cands, true
-	switch {
-	case fresh || bypass:
-		if len(cands) < m.cfg.MinMembers {
-			return
-		}
-	default:
-		if 2*len(cands) <= len(held.Members) {
-			return // no majority of the held epoch: wait
-		}
-		base, acceptors, all = held.Number, held.Members, false
+	acceptors := cands
+	if !all {
+		acceptors = held.Members
 	}
 	v := &Value{Epoch: Epoch{Number: held.Number + 1, Members: cands}}
 	if bypass {

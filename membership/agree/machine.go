@@ -138,9 +138,14 @@ type Machine struct {
 	dirty  bool
 	active bool // running hard.Held in this incarnation
 
-	view     map[string]Peer
-	viewAt   int
-	suspects map[string]int // peer → tick it was suspected at
+	view    map[string]Peer
+	viewIDs []string // view's keys, sorted
+	viewAt  int
+	// The highest epoch a live active peer runs (valid if anyActive):
+	// derived from view when it changes, read on every input.
+	maxActive uint64
+	anyActive bool
+	suspects  map[string]int // peer → tick it was suspected at
 
 	// The pending boundary.
 	pending    bool
@@ -164,6 +169,8 @@ type Machine struct {
 	consumed  map[string]uint64
 	continued map[string]uint64
 	joinReq   map[string]joinReq
+	repBuf    []Msg    // coordinate's scratch
+	missBuf   []string // coordinate's scratch
 
 	// Proposer.
 	prop    *round
@@ -243,6 +250,10 @@ func (m *Machine) send(mm Msg) {
 		m.local = append(m.local, mm)
 		return
 	}
+	if m.out.Msgs == nil {
+		// Most inputs send to several peers: one allocation, not four.
+		m.out.Msgs = make([]Msg, 0, min(len(m.view)+1, 16))
+	}
 	m.out.Msgs = append(m.out.Msgs, mm)
 }
 
@@ -294,6 +305,13 @@ func (m *Machine) observe(peers []Peer) {
 	m.view = nv
 	if changed {
 		m.viewAt = m.now
+	}
+	m.viewIDs = sortedKeys(nv)
+	m.maxActive, m.anyActive = 0, false
+	for _, p := range nv {
+		if p.Alive && p.State == PeerActive {
+			m.maxActive, m.anyActive = max(m.maxActive, p.Epoch), true
+		}
 	}
 }
 
@@ -362,12 +380,7 @@ func (m *Machine) coordinator() string {
 
 // activeAtLeast reports whether a live peer runs an epoch numbered n or more.
 func (m *Machine) activeAtLeast(n uint64) bool {
-	for _, p := range m.view {
-		if p.Alive && p.State == PeerActive && p.Epoch >= n {
-			return true
-		}
-	}
-	return false
+	return m.anyActive && m.maxActive >= n
 }
 
 func (m *Machine) report() Msg {
@@ -418,7 +431,7 @@ func (m *Machine) process() {
 			any := m.activeAtLeast(0)
 			// A leaving peer still runs its epoch until it has left (it
 			// may even coordinate it): it must hear that we dropped out.
-			for _, id := range sortedKeys(m.view) {
+			for _, id := range m.viewIDs {
 				if p := m.view[id]; p.Alive && (p.State == PeerActive || p.State == PeerLeaving || !any) {
 					r.To = id
 					m.send(r)

@@ -37,8 +37,10 @@ func (m *Machine) coordinate() {
 	m.reports[m.id] = own
 
 	failure := false
-	var rep []Msg
-	var missing []string
+	// Scratch kept on the machine: this runs on every input of the
+	// coordinator and mostly returns early, waiting for reports.
+	rep, missing := m.repBuf[:0], m.missBuf[:0]
+	defer func() { m.repBuf, m.missBuf = rep[:0], missing[:0] }()
 	rejoining := 0
 	for _, id := range base.Members {
 		r, ok := m.reports[id]

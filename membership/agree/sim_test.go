@@ -72,8 +72,11 @@ type simNode struct {
 	next     StepReport // report for the next boundary
 	nextAt   int
 	// gossip
-	contact map[string]int
-	view    map[string]Peer
+	// indexed like sim.nodes (slices, not maps: gossip runs for every
+	// pair of nodes on every tick)
+	contact []int
+	view    []Peer
+	seen    []bool // view[i] holds what gossip told of node i
 }
 
 type inflight struct {
@@ -93,6 +96,7 @@ type sim struct {
 	nodes   []*simNode
 	byID    map[string]*simNode
 	net     []inflight
+	due     []inflight         // scratch: this tick's deliveries
 	block   map[[2]string]bool // directed: from, to
 	trace   []string
 	fail    string
@@ -156,7 +160,7 @@ func (s *sim) cfgFor(id string, hard HardState) Config {
 }
 
 func (s *sim) start(id string, initial bool) *simNode {
-	n := &simNode{id: id, up: true, noState: !initial, contact: map[string]int{}, view: map[string]Peer{}}
+	n := &simNode{id: id, up: true, noState: !initial}
 	n.m = s.newMachine(id, HardState{})
 	s.nodes = append(s.nodes, n)
 	s.byID[id] = n
@@ -188,7 +192,7 @@ func (s *sim) crash(n *simNode) {
 func (s *sim) restart(n *simNode) {
 	n.up = true
 	n.m = s.newMachine(n.id, n.hard)
-	n.contact, n.view = map[string]int{}, map[string]Peer{}
+	n.contact, n.view, n.seen = nil, nil, nil
 	lost := s.r.IntN(4) == 0
 	if lost {
 		n.done, n.params, n.noState = 0, 0, true
@@ -308,7 +312,7 @@ func (s *sim) transmit(mm Msg) {
 	}
 }
 
-func (s *sim) linked(a, b string) bool { return !s.block[[2]string{a, b}] }
+func (s *sim) linked(a, b string) bool { return len(s.block) == 0 || !s.block[[2]string{a, b}] }
 
 // onOutcome: the boundary returned; check what every member must agree on.
 func (s *sim) onOutcome(n *simNode, o Outcome) {
@@ -472,13 +476,18 @@ func (s *sim) gossip() {
 		if !n.up {
 			continue
 		}
+		if k := len(s.nodes); len(n.view) < k {
+			n.contact = append(n.contact, make([]int, k-len(n.contact))...)
+			n.view = append(n.view, make([]Peer, k-len(n.view))...)
+			n.seen = append(n.seen, make([]bool, k-len(n.seen))...)
+		}
 		changed := false
-		for _, p := range s.nodes {
+		for i, p := range s.nodes {
 			if p == n {
 				continue
 			}
 			if p.up && s.linked(n.id, p.id) && s.linked(p.id, n.id) {
-				n.contact[p.id] = s.now
+				n.contact[i] = s.now
 				st := PeerJoining
 				if p.m.Active() {
 					st = PeerActive
@@ -487,22 +496,25 @@ func (s *sim) gossip() {
 					st = PeerLeaving
 				}
 				np := Peer{ID: p.id, Alive: true, State: st, Epoch: p.m.Held().Number, Step: p.done, NoState: p.noState}
-				if n.view[p.id] != np {
-					n.view[p.id], changed = np, true
+				if !n.seen[i] || n.view[i] != np {
+					n.view[i], n.seen[i], changed = np, true, true
 				}
-			} else if v, ok := n.view[p.id]; ok && v.Alive && (p.gone || s.now-n.contact[p.id] > 3) {
+			} else if v := n.view[i]; n.seen[i] && v.Alive && (p.gone || s.now-n.contact[i] > 3) {
 				v.Alive = false
-				n.view[p.id], changed = v, true
-			} else if !ok && (p.gone || !p.up) {
+				n.view[i], changed = v, true
+			} else if !n.seen[i] && (p.gone || !p.up) {
 				// Gossip's state exchange tells a newcomer about dead nodes.
-				n.view[p.id], changed = Peer{ID: p.id, State: PeerJoining}, true
+				n.view[i], n.seen[i], changed = Peer{ID: p.id, State: PeerJoining}, true, true
 			}
 		}
 		if changed {
-			var peers []Peer
-			for _, id := range sortedKeys(n.view) {
-				peers = append(peers, n.view[id])
+			peers := make([]Peer, 0, len(n.view))
+			for i, p := range n.view {
+				if n.seen[i] {
+					peers = append(peers, p)
+				}
 			}
+			slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
 			n.m.Observe(peers)
 			s.drain(n)
 		}
@@ -604,7 +616,7 @@ func (s *sim) runHook(hook func()) string {
 			s.logf("faults stop")
 		}
 		// Deliver due messages in a random order (reordering).
-		var due []inflight
+		due := s.due[:0]
 		rest := s.net[:0]
 		for _, f := range s.net {
 			if f.at <= s.now {
@@ -614,6 +626,7 @@ func (s *sim) runHook(hook func()) string {
 			}
 		}
 		s.net = rest
+		s.due = due // reused next tick: delivery only appends to s.net
 		s.r.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
 		for _, f := range due {
 			to := s.byID[f.m.To]

@@ -95,8 +95,7 @@ type sim struct {
 	now     int
 	nodes   []*simNode
 	byID    map[string]*simNode
-	net     []inflight
-	due     []inflight         // scratch: this tick's deliveries
+	net     [][]inflight       // ring of delivery slots: message due at tick t is in net[t%len(net)]
 	block   map[[2]string]bool // directed: from, to
 	trace   []string
 	fail    string
@@ -123,6 +122,7 @@ func newSim(seed uint64, o simOpts) *sim {
 		decided: map[uint64]*Value{}, epochs: map[uint64][]string{}, applied: map[string]map[uint64]bool{},
 		acceptVal: map[bkey]*Value{}, acceptCands: map[bkey][]string{}, accepted: map[bkey]map[string]bool{}, colls: map[string]map[string]arrival{},
 		lastFull: -1,
+		net:      make([][]inflight, o.maxDelay+2),
 	}
 	for i := 0; i < o.n; i++ {
 		s.start(fmt.Sprintf("n%d", i), true)
@@ -308,7 +308,8 @@ func (s *sim) transmit(mm Msg) {
 		if s.o.maxDelay > 0 {
 			d += s.r.IntN(s.o.maxDelay + 1)
 		}
-		s.net = append(s.net, inflight{at: s.now + d, m: mm})
+		slot := &s.net[(s.now+d)%len(s.net)]
+		*slot = append(*slot, inflight{at: s.now + d, m: mm})
 	}
 }
 
@@ -616,17 +617,11 @@ func (s *sim) runHook(hook func()) string {
 			s.logf("faults stop")
 		}
 		// Deliver due messages in a random order (reordering).
-		due := s.due[:0]
-		rest := s.net[:0]
-		for _, f := range s.net {
-			if f.at <= s.now {
-				due = append(due, f)
-			} else {
-				rest = append(rest, f)
-			}
-		}
-		s.net = rest
-		s.due = due // reused next tick: delivery only appends to s.net
+		// Messages due now sit in their own slot of the ring, in the
+		// order they were sent; what is sent meanwhile lands in later
+		// slots (every delay is at least 1 and shorter than the ring).
+		slot := &s.net[s.now%len(s.net)]
+		due := *slot
 		s.r.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
 		for _, f := range due {
 			to := s.byID[f.m.To]
@@ -639,6 +634,7 @@ func (s *sim) runHook(hook func()) string {
 				return s.fail
 			}
 		}
+		*slot = due[:0]
 		s.gossip()
 		for _, n := range s.nodes {
 			if n.up {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/collective"
+	"github.com/ringtrain/ringtrain/membership"
 	"github.com/ringtrain/ringtrain/transport/quic"
 )
 
@@ -70,6 +71,13 @@ type Config struct {
 	// target it calls Restore before returning.
 	Snapshot func() ([]byte, error)
 	Restore  func(state []byte) error
+
+	// Held is the membership epoch this node last applied before it
+	// restarted, as Node.Held returned it into the checkpoint (zero for
+	// a fresh node): a node that held an epoch never forms a first epoch
+	// without a majority of that epoch's members, so a restarted node
+	// cut off from the others waits instead of training alone.
+	Held membership.Epoch
 
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger

@@ -144,6 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mc.Endpoint = ep
 	mc.MinMembers = cfg.MinPeers
 	mc.Snapshot, mc.Restore = cfg.Snapshot, cfg.Restore
+	mc.Held = membership.Epoch{Number: cfg.Held.Number, Members: slices.Clone(cfg.Held.Members)}
 	mc.OnRoster = func(r membership.Roster) {
 		// Gossip tells every node where its peers' endpoints listen.
 		for _, p := range r.Peers {
@@ -226,6 +227,17 @@ func (n *Node) deferred() bool { return n.cfg.Snapshot == nil }
 func (n *Node) RequestLeave() {
 	n.leave.Store(true)
 	n.mem.RequestLeave()
+}
+
+// Held returns the membership epoch this node last applied (zero if none,
+// or Config.Held until the node applies one): store it in the checkpoint
+// and pass it back as Config.Held after a restart. Safe from any
+// goroutine; it waits for a Boundary in progress.
+func (n *Node) Held() membership.Epoch {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	h := n.mem.Held()
+	return membership.Epoch{Number: h.Number, Members: slices.Clone(h.Members)}
 }
 
 // ID is this node's ID.

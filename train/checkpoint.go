@@ -2,12 +2,14 @@ package train
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"maps"
 	"slices"
 	"strconv"
 
+	"github.com/ringtrain/ringtrain/membership"
 	"github.com/ringtrain/ringtrain/model"
 	"github.com/ringtrain/ringtrain/train/checkpoint"
 )
@@ -138,4 +140,40 @@ func (t *Trainer) ReadCheckpoint(path string) (map[string]string, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: checkpoint %s has no %s tensor", ErrState, path, StateTensor)
+}
+
+// HeldKey is the checkpoint metadata entry that keeps the membership epoch
+// the node last applied (node.Node.Held) across a restart, as JSON
+// {"number":N,"members":[...]}. Checkpoints written before it existed lack
+// it: they restore as a node that never held an epoch.
+const HeldKey = "membership_held"
+
+type heldJSON struct {
+	Number  uint64   `json:"number"`
+	Members []string `json:"members"`
+}
+
+// HeldMeta encodes e for the HeldKey entry of WriteCheckpoint's extra.
+func HeldMeta(e membership.Epoch) string {
+	b, _ := json.Marshal(heldJSON{Number: e.Number, Members: e.Members}) // strings and a number: cannot fail
+	return string(b)
+}
+
+// ParseHeld returns the held epoch stored in a checkpoint's metadata
+// (ReadCheckpoint's result): zero if the entry is absent (an older
+// checkpoint), an ErrState error if it is malformed. Pass it to the node as
+// Config.Held.
+func ParseHeld(meta map[string]string) (membership.Epoch, error) {
+	s, ok := meta[HeldKey]
+	if !ok {
+		return membership.Epoch{}, nil
+	}
+	var h heldJSON
+	if err := json.Unmarshal([]byte(s), &h); err != nil {
+		return membership.Epoch{}, fmt.Errorf("%w: checkpoint entry %s=%q: %w", ErrState, HeldKey, s, err)
+	}
+	if (h.Number == 0) != (len(h.Members) == 0) || !slices.IsSorted(h.Members) {
+		return membership.Epoch{}, fmt.Errorf("%w: checkpoint entry %s=%q: want a number and its sorted members, or neither", ErrState, HeldKey, s)
+	}
+	return membership.Epoch{Number: h.Number, Members: h.Members}, nil
 }

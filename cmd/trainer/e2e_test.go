@@ -238,6 +238,11 @@ func TestResumeE2E(t *testing.T) {
 	if r["step"] == "0" {
 		t.Errorf("node-1 resumed at step 0")
 	}
+	// The checkpoint kept the membership epoch node-1 held (passed back
+	// as node.Config.Held).
+	if h, ok := r["held_epoch"].(float64); !ok || h < 1 {
+		t.Errorf("node-1 resumed with held epoch %v, want the epoch it ran", r["held_epoch"])
+	}
 	for _, n := range resumed {
 		n.wait(t, 3*time.Minute)
 		if got := n.summary(t); got.Digest != want || got.Steps != 150 {

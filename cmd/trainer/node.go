@@ -87,7 +87,15 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		case err != nil:
 			return fmt.Errorf("resume: %w", err)
 		default:
-			log.Info("resumed", "path", ckpt, "step", meta["step"], "data_epoch", meta["data_epoch"])
+			// The epoch this node held: it re-forms that epoch's
+			// successor with a majority of its members, never a first
+			// epoch of its own (zero from checkpoints older than it).
+			held, err := train.ParseHeld(meta)
+			if err != nil {
+				return fmt.Errorf("resume: %w", err)
+			}
+			nc.Held = held
+			log.Info("resumed", "path", ckpt, "step", meta["step"], "data_epoch", meta["data_epoch"], "held_epoch", held.Number)
 		}
 	}
 
@@ -162,7 +170,8 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 	}
 	if ckpt != "" {
 		jc.Checkpoint = func(step uint64, e membership.Epoch) error {
-			err := tr.WriteCheckpoint(ckpt, map[string]string{"membership_epoch": strconv.FormatUint(e.Number, 10), "node": id})
+			err := tr.WriteCheckpoint(ckpt, map[string]string{"membership_epoch": strconv.FormatUint(e.Number, 10), "node": id,
+				train.HeldKey: train.HeldMeta(n.Held())})
 			if err == nil {
 				met.checkpointed.Set(float64(step))
 			}

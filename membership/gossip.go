@@ -29,12 +29,14 @@ type Member struct {
 	// The driver goroutine (drive) owns mach; the others reach it only
 	// through these channels.
 	mach      *agree.Machine
-	calls     chan *call     // Boundary → driver
-	inbox     chan agree.Msg // control receivers → driver
-	viewDirty chan struct{}  // gossip changed: Observe again
-	lost      chan string    // peers whose transport connection was lost
-	metaDirty chan struct{}  // wakes metaLoop to gossip new metadata
-	leaveReq  chan struct{}  // closed by RequestLeave
+	calls     chan *call         // Boundary → driver
+	inbox     chan agree.Msg     // control receivers → driver
+	viewDirty chan struct{}      // gossip changed: Observe again
+	lost      chan string        // peers whose transport connection was lost
+	metaDirty chan struct{}      // wakes metaLoop to gossip new metadata
+	metaStop  context.CancelFunc // ends metaLoop (Close, before its own UpdateNode)
+	metaDone  chan struct{}      // closed when metaLoop returned
+	leaveReq  chan struct{}      // closed by RequestLeave
 	leaveOnce sync.Once
 	fail      *failer // peers gossip declared dead, for the endpoint's FailPeer
 
@@ -121,9 +123,13 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 			return nil, err
 		}
 	}
-	m.wg.Add(4)
+	// metaLoop has a lifetime of its own: Close ends it before it calls
+	// UpdateNode itself (memberlist's UpdateNode must not run twice at once).
+	metaCtx, metaStop := context.WithCancel(m.ctx)
+	m.metaStop, m.metaDone = metaStop, make(chan struct{})
+	m.wg.Add(3)
 	go m.reconnectLoop()
-	go m.metaLoop()
+	go m.metaLoop(metaCtx)
 	go m.failLoop()
 	go m.drive()
 	return m, nil
@@ -250,6 +256,7 @@ func (m *Member) Close() error {
 		m.metaBytes = b
 	}
 	m.mu.Unlock()
+	m.stopMetaLoop()
 	if err == nil {
 		err = m.ml.UpdateNode(500 * time.Millisecond)
 	}
@@ -267,8 +274,15 @@ func (m *Member) Crash() error { return m.shutdown() }
 func (m *Member) shutdown() error {
 	err := m.ml.Shutdown()
 	m.stop()
+	m.stopMetaLoop()
 	m.wg.Wait()
 	return err
+}
+
+// stopMetaLoop ends metaLoop and waits for it (idempotent).
+func (m *Member) stopMetaLoop() {
+	m.metaStop()
+	<-m.metaDone
 }
 
 // publishMeta applies update to this node's metadata and, if it changed
@@ -297,11 +311,11 @@ func (m *Member) publishMeta(update func(*Meta) bool) {
 // metaLoop gossips metadata changes. memberlist's UpdateNode blocks until
 // the update spread or its timeout passed, so it runs here, off the
 // protocol's path.
-func (m *Member) metaLoop() {
-	defer m.wg.Done()
+func (m *Member) metaLoop(ctx context.Context) {
+	defer close(m.metaDone)
 	for {
 		select {
-		case <-m.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-m.metaDirty:
 		}

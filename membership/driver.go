@@ -145,13 +145,13 @@ func (m *Member) publishState(cur agree.StepReport, leaving bool) {
 	case m.mach.Active():
 		st = StateActive
 	}
-	held := m.mach.Held().Number
+	held, amnesiac := m.mach.Held().Number, m.mach.Amnesiac()
 	m.publishMeta(func(meta *Meta) bool {
 		next := *meta
 		if meta.State == StateLeaving {
 			st = StateLeaving // for good (Close sets it too)
 		}
-		next.State, next.Epoch = st, held
+		next.State, next.Epoch, next.Amnesiac = st, held, amnesiac
 		if st == StateJoining {
 			next.Step, next.NoState = cur.Done, cur.NoState
 		}
@@ -176,7 +176,7 @@ func (m *Member) agreeView() []agree.Peer {
 		case StateLeaving:
 			st = agree.PeerLeaving
 		}
-		out = append(out, agree.Peer{ID: p.ID, Alive: p.Alive, State: st, Epoch: p.Epoch, Step: p.Step, NoState: p.NoState})
+		out = append(out, agree.Peer{ID: p.ID, Alive: p.Alive, State: st, Epoch: p.Epoch, Step: p.Step, NoState: p.NoState, Amnesiac: p.Amnesiac})
 	}
 	slices.SortFunc(out, func(a, b agree.Peer) int { return strings.Compare(a.ID, b.ID) })
 	return out

@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		held:      fromAgree(cfg.Hard.Held),
 	}
 	m.meta = Meta{ID: cfg.ID, QUICAddr: cfg.QUICAddr, State: StateJoining, Protocol: cfg.ProtocolVersion, Fingerprint: cfg.Fingerprint,
-		Epoch: cfg.Hard.Held.Number, NoState: true}
+		Epoch: cfg.Hard.Held.Number, NoState: true, Amnesiac: cfg.Hard.Amnesiac}
 	b, err := m.meta.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("membership: node %s: %w", cfg.ID, err)

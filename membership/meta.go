@@ -16,7 +16,10 @@ const ProtocolVersion uint8 = 2
 const metaVersion byte = 3
 
 // Metadata flags.
-const metaNoState byte = 1 << iota // the node holds no training state yet
+const (
+	metaNoState  byte = 1 << iota // the node holds no training state yet
+	metaAmnesiac                  // its epoch was learnt after it lost its durable state
+)
 
 // MetaMaxSize bounds the encoded node metadata. memberlist allows 512 bytes
 // and panics above; we stay well below so gossip packets stay small.
@@ -71,6 +74,10 @@ type Meta struct {
 	// NoState: a joining node holds no training state yet, so it cannot
 	// be the source of a first epoch.
 	NoState bool
+	// Amnesiac: Epoch was learnt from a peer after the node lost its
+	// durable agreement state (agree.HardState.Amnesiac): it does not
+	// count toward a majority of that epoch.
+	Amnesiac bool
 }
 
 // ErrMeta is wrapped by metadata encoding and decoding errors.
@@ -96,6 +103,9 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	var flags byte
 	if m.NoState {
 		flags |= metaNoState
+	}
+	if m.Amnesiac {
+		flags |= metaAmnesiac
 	}
 	b = append(b, metaVersion, m.Protocol, byte(m.State), flags)
 	b = binary.AppendUvarint(b, m.Epoch)
@@ -127,10 +137,11 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	if out.State < StateJoining || out.State > StateLeaving {
 		return fmt.Errorf("%w: unknown state %d", ErrMeta, b[2])
 	}
-	if b[3]&^metaNoState != 0 {
+	if b[3]&^(metaNoState|metaAmnesiac) != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", ErrMeta, b[3])
 	}
 	out.NoState = b[3]&metaNoState != 0
+	out.Amnesiac = b[3]&metaAmnesiac != 0
 	b = b[4:]
 	e, n := binary.Uvarint(b)
 	if n <= 0 {

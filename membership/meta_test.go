@@ -15,6 +15,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"full", Meta{ID: "node-17", QUICAddr: "127.0.0.1:4242", State: StateActive, Protocol: 1, Fingerprint: "mlp-784-128-10/sha256:0123456789abcdef", Epoch: 1<<40 + 3, Step: 12345}},
 		{"leaving", Meta{ID: "x", State: StateLeaving, Protocol: 9, Epoch: 7}},
 		{"joining without state", Meta{ID: "y", State: StateJoining, Protocol: 2, Epoch: 4, NoState: true}},
+		{"amnesiac", Meta{ID: "z", State: StateJoining, Protocol: 2, Epoch: 9, NoState: true, Amnesiac: true}},
 		{"max fields", Meta{ID: strings.Repeat("i", maxIDLen), QUICAddr: strings.Repeat("a", maxAddrLen), Fingerprint: strings.Repeat("f", maxFingerprintLen), State: StateActive, Protocol: 255, Epoch: ^uint64(0)}},
 	}
 	for _, c := range cases {

@@ -30,7 +30,7 @@ const (
 )
 
 // knownFlags are the report flags this version defines.
-const knownFlags = agree.FlagFailed | agree.FlagLeave | agree.FlagNoState | agree.FlagJoin
+const knownFlags = agree.FlagFailed | agree.FlagLeave | agree.FlagNoState | agree.FlagJoin | agree.FlagAll
 
 // ErrWire is wrapped by control message decoding errors.
 var ErrWire = errors.New("membership: malformed control message")

@@ -79,6 +79,17 @@ type Config struct {
 	// cut off from the others waits instead of training alone.
 	Held membership.Epoch
 
+	// StateFile, if set, keeps the membership agreement's durable state
+	// (its held epoch, promises and acceptances) across restarts: read at
+	// Start when it exists (it then takes precedence over Held), and
+	// rewritten atomically, before the node acts on it, every time it
+	// changes (epoch changes and agreement rounds, never per step). A
+	// node that kept it votes in its epoch's successor as before; one
+	// that lost it counts only when every member is back. A file that
+	// cannot be decoded stops Start: starting without it would forget
+	// promises silently.
+	StateFile string
+
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -200,6 +211,8 @@ func Keys() []Key {
 			}},
 		{Name: "fingerprint", Usage: "job identity: peers with another one are refused",
 			set: func(c *Config, v string) error { c.Fingerprint = v; return nil }},
+		{Name: "state-file", Usage: "file that keeps the membership agreement's state across restarts (read at start if present; the trainer defaults it beside its checkpoint)",
+			set: func(c *Config, v string) error { c.StateFile = v; return nil }},
 	}
 }
 

@@ -145,6 +145,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mc.MinMembers = cfg.MinPeers
 	mc.Snapshot, mc.Restore = cfg.Snapshot, cfg.Restore
 	mc.Held = membership.Epoch{Number: cfg.Held.Number, Members: slices.Clone(cfg.Held.Members)}
+	if cfg.StateFile != "" {
+		hard, err := readStateFile(cfg.StateFile)
+		if err != nil {
+			ep.Close()
+			return nil, fmt.Errorf("node %s: start: %w", cfg.ID, err)
+		}
+		mc.Hard = hard
+		mc.Persist = func(h membership.HardState) error { return writeStateFile(cfg.StateFile, h) }
+	}
 	mc.OnRoster = func(r membership.Roster) {
 		// Gossip tells every node where its peers' endpoints listen.
 		for _, p := range r.Peers {

@@ -28,6 +28,10 @@ import (
 // atomically at each write.
 func checkpointFile(node string) string { return "checkpoint-" + node + ".safetensors" }
 
+// agreementFile keeps the node's membership agreement state beside its
+// checkpoint (node.Config.StateFile).
+func agreementFile(node string) string { return "agreement-" + node + ".json" }
+
 // runNode runs one trainer node until the job ends, it leaves, or ctx ends.
 func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Writer, tty bool, log *slog.Logger) error {
 	start := time.Now()
@@ -78,6 +82,17 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 			return fmt.Errorf("checkpoint dir: %w", err)
 		}
 		ckpt = filepath.Join(c.CheckpointDir, checkpointFile(id))
+		// The agreement state is written at every epoch change, not at
+		// checkpoints: a restarted node keeps the promises it made. A run
+		// that does not resume starts as a fresh node.
+		if nc.StateFile == "" {
+			nc.StateFile = filepath.Join(c.CheckpointDir, agreementFile(id))
+		}
+		if !c.Resume && nc.StateFile == filepath.Join(c.CheckpointDir, agreementFile(id)) {
+			if err := os.Remove(nc.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("checkpoint dir: %w", err)
+			}
+		}
 	}
 	if c.Resume {
 		meta, err := tr.ReadCheckpoint(ckpt)

@@ -34,6 +34,31 @@
 // persisted before the messages of the same Ready are sent, so a restart
 // keeps the promises.
 //
+// # Lost durable state (refound)
+//
+// A member whose disk was wiped restarts as a fresh node: its promises and
+// acceptances are gone, so it must not count toward a majority of its old
+// epoch (a value it accepted may have been decided). When a member that
+// kept its state finds no majority of its held epoch that kept theirs,
+// but every member is back (the others showing as fresh, or amnesiac),
+// it re-founds the successor with all of them: the round carries FlagAll
+// and the member list, a fresh member named in it takes the base as held
+// with HardState.Amnesiac set, and the value needs every member's promise
+// and acceptance. With every member present, a member that applied
+// another successor would not be waiting in the base (it would show that
+// later epoch), so the value adopted cannot strand a running epoch,
+// unless every acceptor of that successor lost its state and its other
+// members are cut off from every gossip view: the one case this trades
+// for resuming after a lost disk. An amnesiac node never proposes for its
+// held epoch and refuses rounds without FlagAll. A fresh node does not
+// propose a first epoch while a restarted member of an earlier epoch
+// waits (it may be needed for a refound), and ignores a first epoch's
+// commit unless it accepted that epoch (every member of a first epoch
+// did: one that did not lost its state since, and is admitted afresh).
+// A member that lost its state but is resent the commit of its old epoch
+// (it cannot be told from a newcomer that missed its admission) re-
+// applies it with empty acceptor state; the same residual case applies.
+//
 // # Invariants (checked by the simulator in sim_test.go)
 //
 //   - At most one epoch is decided per base epoch, with acceptances from a

@@ -66,6 +66,11 @@ type HardState struct {
 	Promised  Ballot // highest ballot promised for base Held.Number
 	AccBallot Ballot // ballot of the accepted value
 	Accepted  *Value // value accepted for base Held.Number, nil if none
+	// Amnesiac: Held was learnt from a peer after this node lost its
+	// durable state (a wiped disk), so its promises and acceptances for
+	// Held are gone. It answers only rounds that need every member of
+	// Held (FlagAll), and never proposes for Held itself.
+	Amnesiac bool
 }
 
 func (h HardState) clone() HardState {
@@ -94,6 +99,9 @@ type Peer struct {
 	// NoState: a joining node that holds no state yet (it cannot be the
 	// source of a first epoch).
 	NoState bool
+	// Amnesiac: its Epoch was learnt after it lost its durable state
+	// (HardState.Amnesiac): it does not count toward a majority.
+	Amnesiac bool
 }
 
 // StepReport is what the training loop says at a step boundary.
@@ -216,6 +224,9 @@ func New(cfg Config) *Machine {
 
 // Held returns the last epoch this node applied.
 func (m *Machine) Held() Epoch { return m.hard.Held }
+
+// Amnesiac reports HardState.Amnesiac (gossip carries it to the peers).
+func (m *Machine) Amnesiac() bool { return m.hard.Amnesiac }
 
 // Active reports whether the node runs its held epoch.
 func (m *Machine) Active() bool { return m.active }
@@ -579,6 +590,11 @@ func (m *Machine) onCommit(c Msg) {
 	held := m.hard.Held.Number
 	member := v.Epoch.Has(m.id)
 	switch {
+	case c.Base == 0 && held == 0 && m.hard.Accepted == nil:
+		// Every member of a first epoch accepted it: a node that holds no
+		// acceptance lost its state since (it may have applied this
+		// epoch before). It is admitted afresh instead.
+		return
 	case c.Base == held:
 		m.remember(c.Base, v)
 	case !m.active && member && v.Epoch.Number > held:
@@ -664,9 +680,22 @@ func (m *Machine) onAcceptor(mm Msg) {
 		reply.Kind, reply.Ballot, reply.Epoch = Nack, m.hard.Promised, held
 		m.send(reply)
 		return
+	case held == 0 && mm.Base > 0 && mm.Flags&FlagAll != 0 && !m.active && m.hard.Accepted == nil && slices.Contains(mm.Cands, m.id):
+		// A fresh node named a member of the base by a round that needs
+		// every member: it lost its durable state (see refound). It takes
+		// the base as held, marked amnesiac, and answers as its acceptor.
+		m.hard = HardState{Held: Epoch{Number: mm.Base, Members: slices.Clone(mm.Cands)}, Amnesiac: true}
+		m.dirty = true
+		held = mm.Base
 	case mm.Base > held:
 		return // behind: the commit will tell us
 	case held == 0 && !slices.Contains(mm.Cands, m.id):
+		return
+	case m.hard.Amnesiac && mm.Flags&FlagAll == 0:
+		// Its lost acceptances may have made a majority: it cannot vote
+		// in one.
+		reply.Kind, reply.Ballot, reply.Epoch = Nack, m.hard.Promised, held
+		m.send(reply)
 		return
 	}
 	switch mm.Kind {

@@ -104,6 +104,9 @@ const (
 	FlagLeave                     // the sender leaves gracefully
 	FlagNoState                   // the sender holds no state yet
 	FlagJoin                      // the sender runs no epoch: admit it
+	// FlagAll marks a prepare or accept of a round that needs every
+	// acceptor (a base's re-founding with members that lost their state).
+	FlagAll
 )
 
 // Msg is one protocol message. From and To are filled in by the machine

@@ -20,6 +20,14 @@ type round struct {
 	startedAt int
 }
 
+// flags are the round's prepare and accept flags.
+func (p *round) flags() uint8 {
+	if p.all {
+		return FlagAll
+	}
+	return 0
+}
+
 func (p *round) quorum(n int) bool {
 	if p.all {
 		return n == len(p.acceptors)
@@ -175,49 +183,70 @@ func (m *Machine) tryForm() {
 	held := m.hard.Held
 	fresh := held.Number == 0
 	bypass := m.cfg.legacy&legacyBypass != 0 && !m.active
-	if m.activeAtLeast(max(held.Number, 1)) {
-		return // someone runs an epoch: wait to be admitted
+	if m.activeAtLeast(max(held.Number, 1)) || m.hard.Amnesiac {
+		// Someone runs an epoch: wait to be admitted. (An amnesiac node
+		// lost its promises for its held epoch: a member that kept its
+		// state proposes.)
+		return
 	}
 	isCand := func(id string, p Peer) bool {
 		return p.Alive && p.State == PeerJoining &&
-			((fresh || bypass) && p.Epoch == 0 || !fresh && !bypass && p.Epoch == held.Number && held.Has(id))
+			((fresh || bypass) && p.Epoch == 0 || !fresh && !bypass && p.Epoch == held.Number && held.Has(id) && !p.Amnesiac)
+	}
+	// A member of the held epoch that restarted without its durable state
+	// (it shows as fresh, or as amnesiac once it learnt the epoch).
+	isAmnesiac := func(id string, p Peer) bool {
+		return !fresh && !bypass && p.Alive && p.State == PeerJoining && held.Has(id) &&
+			(p.Epoch == 0 || p.Epoch == held.Number && p.Amnesiac)
 	}
 	// Count first, without allocating: this runs on every input of a
 	// node that waits for an epoch, and mostly finds nothing to do.
-	n := 1
+	n, amnesiac := 1, 0
 	for id, p := range m.view {
-		if isCand(id, p) {
+		switch {
+		case fresh && !bypass && p.Alive && p.State == PeerJoining && p.Epoch > 0:
+			// A restarted member of an earlier epoch waits for its
+			// majority: it may need this node (a member that lost its
+			// state) to re-found that epoch's successor, and a first
+			// epoch beside it would strand it.
+			return
+		case isCand(id, p):
 			if id < m.id {
 				return // the lowest candidate proposes
 			}
 			n++
+		case isAmnesiac(id, p):
+			amnesiac++
 		}
 	}
-	base, all := uint64(0), true
+	base, all, refound := uint64(0), true, false
 	switch {
 	case fresh || bypass:
 		if n < m.cfg.MinMembers {
 			return
 		}
-	default:
-		if 2*n <= len(held.Members) {
-			return // no majority of the held epoch: wait
-		}
+	case 2*n > len(held.Members):
 		base, all = held.Number, false
+	case n+amnesiac == len(held.Members):
+		// No majority kept its state, but every member is here: re-found
+		// the successor with all of them (see refound in doc.go).
+		base, refound = held.Number, true
+	default:
+		return // no majority of the held epoch: wait
 	}
-	cands := make([]string, 1, n)
+	cands := make([]string, 1, n+amnesiac)
 	cands[0] = m.id
 	steps := map[string]uint64{m.id: m.cur.Done}
 	noState := map[string]bool{m.id: m.cur.NoState}
 	for id, p := range m.view {
-		if isCand(id, p) {
+		if isCand(id, p) || refound && isAmnesiac(id, p) {
 			cands = append(cands, id)
 			steps[id], noState[id] = p.Step, p.NoState
 		}
 	}
 	slices.Sort(cands)
 	acceptors := cands
-	if !all {
+	if base != 0 {
 		acceptors = held.Members
 	}
 	v := &Value{Epoch: Epoch{Number: held.Number + 1, Members: cands}}
@@ -242,8 +271,8 @@ func (m *Machine) tryForm() {
 		}
 	}
 	var cl []string
-	if base == 0 {
-		cl = cands
+	if base == 0 || refound {
+		cl = cands // the acceptors that may hold nothing find themselves here
 	}
 	m.startRound(base, acceptors, all, cl, v, cands)
 }
@@ -257,7 +286,7 @@ func (m *Machine) startRound(base uint64, acceptors []string, all bool, cands []
 	}
 	m.prop = p
 	for _, id := range p.acceptors {
-		m.send(Msg{Kind: Prepare, To: id, Base: base, Ballot: p.ballot, Cands: p.cands})
+		m.send(Msg{Kind: Prepare, To: id, Base: base, Ballot: p.ballot, Cands: p.cands, Flags: p.flags()})
 	}
 }
 
@@ -315,7 +344,7 @@ func (m *Machine) onProposerReply(mm Msg) {
 		}
 		p.phase, p.startedAt = 2, m.now
 		for _, id := range p.acceptors {
-			m.send(Msg{Kind: Accept, To: id, Base: p.base, Ballot: p.ballot, Cands: p.cands, Value: p.value.clone()})
+			m.send(Msg{Kind: Accept, To: id, Base: p.base, Ballot: p.ballot, Cands: p.cands, Value: p.value.clone(), Flags: p.flags()})
 		}
 	case mm.Kind == Accepted && p.phase == 2:
 		p.accepted[mm.From] = true

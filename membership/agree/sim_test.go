@@ -496,7 +496,7 @@ func (s *sim) gossip() {
 				if p.wantLeft {
 					st = PeerLeaving
 				}
-				np := Peer{ID: p.id, Alive: true, State: st, Epoch: p.m.Held().Number, Step: p.done, NoState: p.noState}
+				np := Peer{ID: p.id, Alive: true, State: st, Epoch: p.m.Held().Number, Step: p.done, NoState: p.noState, Amnesiac: p.m.Amnesiac()}
 				if !n.seen[i] || n.view[i] != np {
 					n.view[i], n.seen[i], changed = np, true, true
 				}

@@ -42,9 +42,10 @@
 // the peers whose connection the transport lost (Suspect), and the
 // training loop's boundaries (Boundary hands its Step to the driver and
 // waits). For each Ready it
-//   - persists the HardState first (Config.Persist; Member.Held and
-//     Config.Hard/Held carry it across a restart), and drops the
-//     messages if that fails;
+//   - persists the HardState first (Config.Persist; EncodeHardState is
+//     its file format, node.Config.StateFile the file; Config.Hard, or
+//     the checkpoint's Config.Held, carries it across a restart), and
+//     drops the messages if that fails;
 //   - queues each message for its peer (send.go): one sender goroutine
 //     per peer, each send bounded by a deadline, a full queue drops, so
 //     a peer that does not read never stops the driver;
@@ -52,8 +53,9 @@
 //   - aborts the steps (AbortOnDeath) and, where gossip does not know it,
 //     the transport's operations (FailPeer) on members the machine drops;
 //   - then calls Advance, and gossips this node's state (joining, active
-//     or leaving; its held epoch; while joining, its step and whether it
-//     holds state), which is what the other machines Observe.
+//     or leaving; its held epoch and whether it was learnt after a lost
+//     state; while joining, its step and whether it holds state), which
+//     is what the other machines Observe.
 //
 // Messages travel over transport.Conn on a tag whose Op is at or above
 // transport.ControlOpBase, in a versioned binary encoding with bounds

@@ -122,7 +122,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.EvalEvery, "eval-every", 0, "evaluate on the test set every N steps (0: at the end of each data epoch)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed for initialization and data order (identical on every peer)")
 	fs.StringVar(&c.WireDType, "wire-dtype", "fp32", "gradient element type on the wire: fp32, bf16 or fp16 (reduced in float32 on every hop)")
-	fs.IntVar(&c.BucketBytes, "bucket-bytes", 0, "reduce gradients in buckets of about this many bytes, overlapped with backward (0: one all-reduce after backward)")
+	fs.IntVar(&c.BucketBytes, "bucket-bytes", collective.DefaultBucketBytes, "reduce gradients in buckets of about this many float32 bytes, each launched from backward as soon as its layers are done (25 MiB: PyTorch DDP's bucket_cap_mb; 0: one all-reduce after backward)")
 
 	fs.StringVar(&c.CheckpointDir, "checkpoint-dir", "", "directory for checkpoints (safetensors); empty: no checkpoints")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 200, "write a checkpoint every N steps (and at the end)")

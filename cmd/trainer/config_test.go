@@ -35,7 +35,10 @@ func TestParseConfig(t *testing.T) {
 		{"bad node env", nil, map[string]string{"RINGTRAIN_OP_TIMEOUT": "soon"}, nil, `RINGTRAIN_OP_TIMEOUT="soon"`},
 		{"short secret not echoed", []string{"--secret", "hunter2"}, nil, nil, "--secret: 7 bytes, want at least 16"},
 		{"stray argument", []string{"train"}, nil, nil, "unexpected"},
-		{"wire and bucket defaults", nil, nil, func(c *config) bool { return c.wire() == collective.Float32 && c.BucketBytes == 0 }, ""},
+		{"wire and bucket defaults", nil, nil, func(c *config) bool {
+			return c.wire() == collective.Float32 && c.BucketBytes == collective.DefaultBucketBytes
+		}, ""},
+		{"bucket off", []string{"--bucket-bytes", "0"}, nil, func(c *config) bool { return c.BucketBytes == 0 }, ""},
 		{"wire and bucket flags", []string{"--wire-dtype", "bf16", "--bucket-bytes", "1048576"}, nil,
 			func(c *config) bool { return c.wire() == collective.BFloat16 && c.BucketBytes == 1<<20 }, ""},
 		{"wire and bucket env twins", nil, map[string]string{"RINGTRAIN_WIRE_DTYPE": "fp16", "RINGTRAIN_BUCKET_BYTES": "4096"},

@@ -55,7 +55,8 @@ type emuConfig struct {
 	mode        string
 	bucketBytes float64 // full-size bucket (of the float32 arena), as the trainer's --bucket-bytes
 	wire        collective.DType
-	steps       int // timed steps (after one warm-up step)
+	steps       int    // timed steps (after one warm-up step)
+	driver      string // stepTrainer or stepBench (empty: stepBench)
 }
 
 // emuSegment is one gradient's range of the flat arena and when backward
@@ -78,6 +79,11 @@ type emuPlan struct {
 	Bucketed    bool   `json:"bucketed"`
 	BucketBytes int    `json:"bucket_bytes"`
 	Wire        string `json:"wire"`
+	// Trainer: the peer steps train.Trainer over an emumodel model of
+	// Segments (trainerPeer) with Batch samples; otherwise the bench's own
+	// step (emuPeer).
+	Trainer bool `json:"trainer,omitempty"`
+	Batch   int  `json:"batch,omitempty"`
 	// Forward, Backward and Optimizer are the profile's compute times.
 	Forward   time.Duration `json:"forward"`
 	Backward  time.Duration `json:"backward"`
@@ -94,7 +100,7 @@ func (c emuConfig) scaledBucketBytes() int {
 func (c emuConfig) plan() emuPlan {
 	tl := c.prof.Timeline()
 	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-	p := emuPlan{Bucketed: c.mode == "bucketed", Wire: c.wire.String(),
+	p := emuPlan{Bucketed: c.mode == "bucketed", Wire: c.wire.String(), Trainer: c.driver == stepTrainer, Batch: c.prof.BatchPerGPU,
 		Forward: ms(tl.ForwardMs), Backward: ms(tl.BackwardMs), Optimizer: ms(tl.OptimizerMs)}
 	if p.Bucketed {
 		p.BucketBytes = c.scaledBucketBytes()
@@ -116,6 +122,9 @@ func (c emuConfig) record(backend string, linkBits, imagesPerSec float64) sim.Em
 	}
 	if c.wire != collective.Float32 {
 		e.Wire = c.wire.String()
+	}
+	if c.driver == stepTrainer {
+		e.Driver = stepTrainer
 	}
 	return e
 }
@@ -175,14 +184,14 @@ func emulateMem(ctx context.Context, c emuConfig) (sim.Emulated, error) {
 			netw.SetLink(ids[i], ids[j], mem.Link{Rate: rate})
 		}
 	}
-	peers := make([]*emuPeer, c.n)
+	peers := make([]emuStepper, c.n)
 	errs := make([]error, c.n)
 	var wg sync.WaitGroup
 	for r := range c.n {
 		wg.Go(func() {
 			g, err := collective.New(ctx, collective.Config{Endpoint: eps[r], Members: ids, ChunkBytes: c.chunkBytes})
 			if err == nil {
-				peers[r], err = newEmuPeer(g, plan)
+				peers[r], err = newStepper(g, plan)
 			}
 			errs[r] = err
 		})
@@ -214,6 +223,13 @@ func emulateMem(ctx context.Context, c emuConfig) (sim.Emulated, error) {
 		if err != nil {
 			return sim.Emulated{}, fmt.Errorf("emulate %s n=%d: rank %d: %w", c.prof.Model, c.n, r, err)
 		}
+	}
+	digests := make([]uint64, c.n)
+	for r, p := range peers {
+		digests[r] = p.digest()
+	}
+	if err := sameDigests(fmt.Sprintf("emulate %s n=%d", c.prof.Model, c.n), digests); err != nil {
+		return sim.Emulated{}, err
 	}
 	slices.Sort(stepTimes)
 	median := stepTimes[len(stepTimes)/2].Seconds()
@@ -317,8 +333,8 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	var runs []sim.Emulated
 	var measured []emuRun
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "Scaled emulation (%s backend): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs\n",
-		o.emuBackend, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats)
+	fmt.Fprintf(out, "Scaled emulation (%s backend, %s steps): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs\n",
+		o.emuBackend, o.emuStep, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats)
 	fmt.Fprintln(tw, "gpu\tmodel\tmode\twire\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
 	for _, gm := range emuPairs(o.emuGPUs, o.emuModels) {
 		gpu, m := gm[0], gm[1]
@@ -331,7 +347,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 			var one float64 // images/s of one emulated peer
 			for _, n := range o.emuNs {
 				c := emuConfig{prof: p, n: n, linkBits: o.emuGbit * 1e9, scale: o.scale, chunkBytes: chunk,
-					mode: mode, bucketBytes: o.bucketBytes, wire: wire, steps: o.emuSteps}
+					mode: mode, bucketBytes: o.bucketBytes, wire: wire, steps: o.emuSteps, driver: o.emuStep}
 				d, err := c.shortestMessage()
 				if err != nil {
 					return err

@@ -49,6 +49,9 @@ type emuWorkerSpec struct {
 type emuWorkerResult struct {
 	StepS []float64 `json:"step_s"`
 	CPUS  float64   `json:"cpu_s"`
+	// Digest identifies the parameters after the steps (trainer steps;
+	// 0 for the bench's own).
+	Digest uint64 `json:"digest,omitempty"`
 }
 
 // emuRun is one emulated configuration's measurement: the record the
@@ -159,6 +162,13 @@ func summarizeQUIC(c emuConfig, linkBits float64, floats int, results []emuWorke
 	if len(results) == 0 || len(results[0].StepS) == 0 {
 		return emuRun{}, fmt.Errorf("emulate %s n=%d: no step measured", c.prof.Model, c.n)
 	}
+	digests := make([]uint64, len(results))
+	for r, res := range results {
+		digests[r] = res.Digest
+	}
+	if err := sameDigests(fmt.Sprintf("emulate %s n=%d", c.prof.Model, c.n), digests); err != nil {
+		return emuRun{}, err
+	}
 	steps := slices.Clone(results[0].StepS)
 	slices.Sort(steps)
 	median := steps[len(steps)/2]
@@ -181,11 +191,10 @@ func summarizeQUIC(c emuConfig, linkBits float64, floats int, results []emuWorke
 }
 
 // Job is one emulated GPU in its own peer process: it joins the ring over
-// the process's QUIC endpoint, then runs warm-up and timed steps (emuPeer:
-// the profile's compute as waits, the gradients all-reduced as the trainer
-// does, bucketed through a collective.Bucketer or in one all-reduce after
-// backward), checks every step's average exactly, and returns its step
-// times (emuWorkerResult).
+// the process's QUIC endpoint, then runs warm-up and timed steps (the
+// plan's stepper: train.Trainer over an emumodel model, or the bench's own
+// emuPeer, whose every step's average is checked exactly), and returns its
+// step times and parameter digest (emuWorkerResult).
 func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, error) {
 	var spec emuWorkerSpec
 	if err := json.Unmarshal(raw, &spec); err != nil {
@@ -206,7 +215,7 @@ func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, 
 // refilled (untimed) and its average checked exactly.
 func emuSteps(ctx context.Context, g *collective.Group, spec emuWorkerSpec, cpu func() float64) (emuWorkerResult, error) {
 	var res emuWorkerResult
-	peer, err := newEmuPeer(g, spec.Plan)
+	peer, err := newStepper(g, spec.Plan)
 	if err != nil {
 		return res, err
 	}
@@ -215,7 +224,7 @@ func emuSteps(ctx context.Context, g *collective.Group, spec emuWorkerSpec, cpu 
 		if s == 1 {
 			c0 = cpu()
 		}
-		fillInput(peer.arena, g.Rank())
+		peer.refill(g.Rank())
 		stepCtx, cancel := context.WithTimeout(ctx, emuStepTimeout)
 		start := time.Now()
 		err := peer.step(stepCtx)
@@ -227,11 +236,12 @@ func emuSteps(ctx context.Context, g *collective.Group, spec emuWorkerSpec, cpu 
 		if s > 0 {
 			res.StepS = append(res.StepS, d.Seconds())
 		}
-		if err := checkAvg(peer.arena, g.Size()); err != nil {
+		if err := peer.check(g.Size()); err != nil {
 			return res, fmt.Errorf("step %d: %w", s, err)
 		}
 	}
 	res.CPUS = cpu() - c0
+	res.Digest = peer.digest()
 	return res, nil
 }
 

@@ -64,6 +64,7 @@ type scalingOpts struct {
 	emuCores    float64
 	emulate     bool
 	emuBackend  string
+	emuStep     string
 	emuModels   []string
 	emuGPUs     []string
 	emuNs       []int
@@ -133,6 +134,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.emuCores, "emu-cores", 2, "cores of the emulating machine, shared by all peers (--validate)")
 	fs.BoolVar(&o.emulate, "emulate", false, "emulate training steps on real rings (scaled) and validate the simulator against them")
 	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links) or quic-shaped (peer processes over QUIC in tbf-shaped network namespaces; root)")
+	fs.StringVar(&o.emuStep, "emu-step", stepTrainer, "what steps each emulated GPU: trainer (train.Trainer.Step over a model that waits out the profile: the trainer's bucketing and collective calls) or bench (the bench's own step: a collective.Bucketer round driven by the profile)")
 	emuModels := fs.String("emu-models", "resnet50,vgg16", "models to emulate")
 	emuGPUs := fs.String("emu-gpus", "h200", "GPU profiles to emulate: h200, p100 (as --gpus)")
 	emuNs := fs.String("emu-n", "1,2,4,8,16", "peer counts to emulate")
@@ -172,6 +174,9 @@ func parseScaling(args []string) (scalingOpts, error) {
 	}
 	if o.emuBackend != "mem" && o.emuBackend != "quic-shaped" {
 		return o, fmt.Errorf("--emu-backend %q: want mem or quic-shaped", o.emuBackend)
+	}
+	if o.emuStep != stepTrainer && o.emuStep != stepBench {
+		return o, fmt.Errorf("--emu-step %q: want %s or %s", o.emuStep, stepTrainer, stepBench)
 	}
 	for _, m := range o.modes {
 		if m != "none" && m != "bucketed" {

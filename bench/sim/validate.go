@@ -29,7 +29,11 @@ type Emulated struct {
 	Overlap        bool    `json:"overlap"`
 	BucketBytes    float64 `json:"bucket_bytes"` // in scaled bytes, as the emulated run used them
 	// Wire is the gradients' dtype on the wire ("bf16", "fp16"; empty: fp32).
-	Wire                 string  `json:"wire,omitempty"`
+	Wire string `json:"wire,omitempty"`
+	// Driver is what stepped each emulated GPU: "trainer" (train.Trainer
+	// over a model that waits out the profile) or empty (the bench's own
+	// step emulation).
+	Driver               string  `json:"driver,omitempty"`
 	MeasuredImagesPerSec float64 `json:"measured_images_per_s"`
 }
 

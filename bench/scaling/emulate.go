@@ -280,9 +280,7 @@ func (e *emuPeer) step(ctx context.Context) error {
 // sends: the mem backend's rate limiter sleeps per message, so messages much
 // shorter than the host's timer slack run slow.
 func (c emuConfig) shortestMessage() (time.Duration, error) {
-	st := sim.Step{Design: sim.DesignRing, Overlap: c.mode == "bucketed", BucketBytes: float64(c.scaledBucketBytes()),
-		Wire: c.wire, Scale: c.scale}
-	buckets, err := st.Buckets(c.prof.Timeline())
+	buckets, err := c.buckets()
 	if err != nil {
 		return 0, err
 	}
@@ -292,6 +290,13 @@ func (c emuConfig) shortestMessage() (time.Duration, error) {
 		least = min(least, min(float64(c.chunkBytes), b.Bytes/float64(c.n)))
 	}
 	return time.Duration(least / rate * float64(time.Second)), nil
+}
+
+// buckets is the simulator's bucket plan of c (one bucket unbucketed).
+func (c emuConfig) buckets() ([]sim.Bucket, error) {
+	st := sim.Step{Design: sim.DesignRing, Overlap: c.mode == "bucketed", BucketBytes: float64(c.scaledBucketBytes()),
+		Wire: c.wire, Scale: c.scale}
+	return st.Buckets(c.prof.Timeline())
 }
 
 // sleepUntil waits until deadline t or until ctx is done.
@@ -335,7 +340,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(out, "Scaled emulation (%s backend, %s steps): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs\n",
 		o.emuBackend, o.emuStep, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats)
-	fmt.Fprintln(tw, "gpu\tmodel\tmode\twire\tn\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
+	fmt.Fprintln(tw, "gpu\tmodel\tmode\twire\tn\tbuckets\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
 	for _, gm := range emuPairs(o.emuGPUs, o.emuModels) {
 		gpu, m := gm[0], gm[1]
 		p, err := emuProfile(f, gpu, m)
@@ -349,6 +354,10 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				c := emuConfig{prof: p, n: n, linkBits: o.emuGbit * 1e9, scale: o.scale, chunkBytes: chunk,
 					mode: mode, bucketBytes: o.bucketBytes, wire: wire, steps: o.emuSteps, driver: o.emuStep}
 				d, err := c.shortestMessage()
+				if err != nil {
+					return err
+				}
+				bks, err := c.buckets()
 				if err != nil {
 					return err
 				}
@@ -386,7 +395,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				if run.CPUPerGiB > 0 {
 					perGiB = fmt.Sprintf("%.1f", run.CPUPerGiB)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", gpu, m, mode, wire, n, e.LinkBitsPerSec/1e6,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.1f\t%.3f\t%.1f\t%.1f\t%s\t%.1f\t%+.1f%%\t%s\t%s\t\n", gpu, m, mode, wire, n, len(bks), e.LinkBitsPerSec/1e6,
 					float64(wire.Size())*float64(p.Params)/o.scale/1e6, 1000*float64(n*p.BatchPerGPU)/e.MeasuredImagesPerSec,
 					e.MeasuredImagesPerSec, eff, v.PredictedImagesPerSec, 100*v.RelErr, cores, perGiB)
 				runs = append(runs, e)

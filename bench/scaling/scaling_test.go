@@ -95,8 +95,9 @@ func TestSimulateWritesResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| none fp32 25G 32c | none bf16 25G 32c | bucketed fp32 25G 32c | bucketed bf16 25G 32c |", "| none fp32 25G 8c |",
-		"| TF 0.8 PS (comparison) none fp32 100G |", "| P100 | resnet50 |"} {
+	for _, want := range []string{"| none fp32 25G 32c | none bf16 25G 32c | bucketed fp32 25G 32c | bucketed bf16 25G 32c |", "| bucketed fp32 25G 8c |",
+		"- `bucketed fp32`: `default flags`", "- `none bf16`: `--bucket-bytes 0 --wire-dtype bf16`", "- `bucketed bf16`: `--wire-dtype bf16`",
+		"| GPU | model | TF 0.8 PS 25G | TF 0.8 PS 100G |", "| P100 | resnet50 |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("scaling_summary.md lacks %q:\n%s", want, md)
 		}

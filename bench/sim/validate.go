@@ -79,15 +79,21 @@ func Validate(p profile.Profile, e Emulated, net Net) (Validation, error) {
 // largest absolute relative error against the target.
 func WriteValidationTable(w io.Writer, vs []Validation, target float64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "gpu\tmodel\tn\tlink Mbit/s\tscale\tchunk KiB\toverlap\tmeasured img/s\tsimulated img/s\terror\tlimit\t")
+	fmt.Fprintln(tw, "gpu\tmodel\tn\tlink Mbit/s\tscale\tchunk KiB\toverlap\twire\tstepped by\tmeasured img/s\tsimulated img/s\terror\tlimit\t")
 	worst := 0.0
 	for _, v := range vs {
-		gpu := v.GPU
+		gpu, wire, driver := v.GPU, v.Wire, v.Driver
 		if gpu == "" {
 			gpu = "h200"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%g\t%.0f\t%v\t%.2f\t%.2f\t%+.1f%%\t%s\t\n", gpu, v.Model, v.N, v.LinkBitsPerSec/1e6,
-			v.Scale, v.ChunkBytes/1024, v.Overlap, v.MeasuredImagesPerSec, v.PredictedImagesPerSec, 100*v.RelErr, v.Limit)
+		if wire == "" {
+			wire = "fp32"
+		}
+		if driver == "" {
+			driver = "bench"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%g\t%.0f\t%v\t%s\t%s\t%.2f\t%.2f\t%+.1f%%\t%s\t\n", gpu, v.Model, v.N, v.LinkBitsPerSec/1e6,
+			v.Scale, v.ChunkBytes/1024, v.Overlap, wire, driver, v.MeasuredImagesPerSec, v.PredictedImagesPerSec, 100*v.RelErr, v.Limit)
 		worst = max(worst, math.Abs(v.RelErr))
 	}
 	if err := tw.Flush(); err != nil {

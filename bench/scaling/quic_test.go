@@ -109,13 +109,19 @@ func TestSummarizeQUIC(t *testing.T) {
 	if _, err := summarizeQUIC(c, 12.5e6, 1<<20, []emuWorkerResult{{}}); err == nil {
 		t.Fatal("no steps: want an error")
 	}
+	_, err = summarizeQUIC(c, 12.5e6, 1<<20, []emuWorkerResult{{StepS: []float64{1}, Digest: 7}, {StepS: []float64{1}, Digest: 8}})
+	if want := "emulate resnet50 n=2: rank 1's parameters differ from rank 0's (digest 0000000000000008 vs 0000000000000007)"; err == nil || err.Error() != want {
+		t.Fatalf("digests 7 and 8: %v, want %q", err, want)
+	}
 }
 
 // TestQUICEmulation runs real peer processes (this test binary as
 // "emuworker") over QUIC through shaped namespaces. Every worker checks each
 // step's average exactly; here the step must also take at least the compute
 // plus, without overlap, the ring's bytes at the shaped peak rate (which
-// fails if a link bursts or is not shaped).
+// fails if a link bursts or is not shaped). Both step drivers: the real
+// trainer over emumodel (whose peers' digests must agree) and the bench's
+// own step.
 func TestQUICEmulation(t *testing.T) {
 	if err := netns.CheckRoot(); err != nil {
 		t.Skip(err)
@@ -146,30 +152,32 @@ func TestQUICEmulation(t *testing.T) {
 		{"vgg16", "bucketed", 2, collective.Float32},
 		{"inception_v3", "bucketed", 3, collective.BFloat16},
 	} {
-		t.Run(fmt.Sprintf("%s/%s/%v/n=%d", tc.model, tc.mode, tc.wire, tc.n), func(t *testing.T) {
-			p, err := f.Find(tc.model, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := emuConfig{prof: p, n: tc.n, linkBits: link, scale: scale, chunkBytes: 16 << 10,
-				mode: tc.mode, bucketBytes: 25e6, wire: tc.wire, steps: 2}
-			run, err := q.emulate(ctx, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			floats := c.plan().Floats
-			tl := p.Timeline()
-			least := (tl.ForwardMs + tl.BackwardMs + tl.OptimizerMs) / 1000
-			if tc.mode == "none" {
-				bytes := float64(tc.wire.Size()) * float64(floats) * 2 * float64(tc.n-1) / float64(tc.n)
-				least += bytes * 8 / float64(netns.PeakRate(q.linkBits))
-			}
-			step := float64(tc.n*p.BatchPerGPU) / run.MeasuredImagesPerSec
-			if step < least {
-				t.Fatalf("step %.4f s, shorter than compute and wire time %.4f s", step, least)
-			}
-			t.Logf("step %.4f s (lower bound %.4f s), %.3f cores per peer", step, least, run.CoresPerPeer)
-		})
+		for _, driver := range []string{stepTrainer, stepBench} {
+			t.Run(fmt.Sprintf("%s/%s/%s/%v/n=%d", driver, tc.model, tc.mode, tc.wire, tc.n), func(t *testing.T) {
+				p, err := f.Find(tc.model, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := emuConfig{prof: p, n: tc.n, linkBits: link, scale: scale, chunkBytes: 16 << 10,
+					mode: tc.mode, bucketBytes: 25e6, wire: tc.wire, steps: 2, driver: driver}
+				run, err := q.emulate(ctx, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				floats := c.plan().Floats
+				tl := p.Timeline()
+				least := (tl.ForwardMs + tl.BackwardMs + tl.OptimizerMs) / 1000
+				if tc.mode == "none" {
+					bytes := float64(tc.wire.Size()) * float64(floats) * 2 * float64(tc.n-1) / float64(tc.n)
+					least += bytes * 8 / float64(netns.PeakRate(q.linkBits))
+				}
+				step := float64(tc.n*p.BatchPerGPU) / run.MeasuredImagesPerSec
+				if step < least {
+					t.Fatalf("step %.4f s, shorter than compute and wire time %.4f s", step, least)
+				}
+				t.Logf("step %.4f s (lower bound %.4f s), %.3f cores per peer", step, least, run.CoresPerPeer)
+			})
+		}
 	}
 }
 

@@ -14,11 +14,27 @@ import (
 // copyCodec is a wire encoding with float32's own bytes, so that sums are
 // exact while the executor takes the Wire path: each chunk in a buffer of
 // its own, forwarded chunks held for the sender across the step boundary.
+// Its fused hops leave a forwarded partial sum only in the wire bytes, as
+// the 16-bit codecs' do, so a held chunk the sender lost would show.
 var copyCodec = &Codec{
 	Size:   4,
 	Encode: func(dst []byte, src []float32) { copy(dst, Bytes(src)) },
 	Decode: func(dst []float32, src []byte) { copy(Bytes(dst), src[:4*len(dst)]) },
 	Round:  func([]float32) {},
+	AddEncode: func(w []byte, acc []float32) {
+		x := make([]float32, len(acc))
+		copy(Bytes(x), w)
+		Sum(x, acc)
+		copy(w, Bytes(x))
+	},
+	AddRound: func(acc []float32, w []byte, div float32) {
+		x := make([]float32, len(acc))
+		copy(Bytes(x), w)
+		for i := range acc {
+			acc[i] = (acc[i] + x[i]) / div
+		}
+		copy(w, Bytes(acc))
+	},
 }
 
 // TestRunWireAcrossBoundary: a ring all-reduce over transport/mem with a
@@ -71,10 +87,11 @@ func TestRunWireAcrossBoundary(t *testing.T) {
 					}
 					errs[r] = Run(ctx, &Exec{
 						Prev: prev, Next: next, Tag: transport.Tag{Epoch: 1, Op: 1}, Buf: bufs[r],
-						Sched:   AllReduce(r, tc.size, tc.n, tc.chunk),
-						Reduce:  Sum,
-						Scratch: make([]float32, tc.chunk),
-						Wire:    copyCodec,
+						Sched:      AllReduce(r, tc.size, tc.n, tc.chunk),
+						Reduce:     Sum,
+						SumDivisor: 1,
+						Scratch:    make([]float32, tc.chunk),
+						Wire:       copyCodec,
 					})
 				})
 			}

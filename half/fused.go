@@ -86,7 +86,13 @@ func addRoundBF16(a []uint32, d []uint16, div float32) {
 // len(acc) codes of w (little-endian, 2 bytes each); acc is not written.
 func AddEncodeFloat16(w []byte, acc []float32) {
 	d := u16(w[:2*len(acc)])[:len(acc)]
-	a := acc
+	k := addEncodeFP16Vec(d, u32(acc))
+	addEncodeFP16(d[k:], acc[k:])
+}
+
+// addEncodeFP16 is AddEncodeFloat16 in Go, over codes.
+func addEncodeFP16(d []uint16, a []float32) {
+	d = d[:len(a)]
 	i := 0
 	for ; i+4 <= len(a); i += 4 {
 		x, o := a[i:i+4:i+4], d[i:i+4:i+4]
@@ -111,6 +117,16 @@ func AddEncodeFloat16(w []byte, acc []float32) {
 func AddRoundFloat16(acc []float32, w []byte, div float32) {
 	d := u16(w[:2*len(acc)])[:len(acc)]
 	a := u32(acc)
+	k := 0
+	if mul, ok := ExactReciprocal(div); ok {
+		k = addRoundFP16Vec(a, d, mul)
+	}
+	addRoundFP16(a[k:], d[k:], div)
+}
+
+// addRoundFP16 is AddRoundFloat16 in Go, over bits and codes.
+func addRoundFP16(a []uint32, d []uint16, div float32) {
+	d = d[:len(a)]
 	i := 0
 	if mul, ok := ExactReciprocal(div); ok { // exact: multiply (by 1 when div = 1)
 		for ; i+4 <= len(a); i += 4 {

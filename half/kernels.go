@@ -46,6 +46,13 @@ func encodeBF16(d []uint16, b []uint32) {
 func EncodeFloat16(dst []byte, src []float32) {
 	d := u16(dst[:2*len(src)])[:len(src)]
 	b := u32(src)
+	k := encodeFP16Vec(d, b) // the leading elements a vector kernel took, if any
+	encodeFP16(d[k:], b[k:])
+}
+
+// encodeFP16 is EncodeFloat16 in Go, over codes.
+func encodeFP16(d []uint16, b []uint32) {
+	d = d[:len(b)]
 	i := 0
 	for ; i+4 <= len(b); i += 4 {
 		s, o := b[i:i+4:i+4], d[i:i+4:i+4]
@@ -88,6 +95,13 @@ func decodeBF16(o []uint32, s []uint16) {
 func DecodeFloat16(dst []float32, src []byte) {
 	s := u16(src[:2*len(dst)])[:len(dst)]
 	o := u32(dst)
+	k := decodeFP16Vec(o, s)
+	decodeFP16(o[k:], s[k:])
+}
+
+// decodeFP16 is DecodeFloat16 in Go, over codes.
+func decodeFP16(o []uint32, s []uint16) {
+	o = o[:len(s)]
 	i := 0
 	for ; i+4 <= len(s); i += 4 {
 		a, b := s[i:i+4:i+4], o[i:i+4:i+4]

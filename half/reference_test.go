@@ -80,12 +80,14 @@ type format struct {
 }
 
 // formats lists the kernels as the package runs them (bf16 with its vector
-// path where the host has one, vec_*.go) and, as "bf16/go", the Go kernels
+// path where the host has one, vec_*.go; fp16 with F16C where the CPU has
+// it, f16c_amd64.go) and, as "bf16/go" and "fp16/go", the Go kernels
 // alone: what every other host runs.
 var formats = []format{
 	{"bf16", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, EncodeBFloat16, DecodeBFloat16, RoundBFloat16, AddEncodeBFloat16, AddRoundBFloat16},
 	{"bf16/go", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, goEncodeBF16, goDecodeBF16, RoundBFloat16, goAddEncodeBF16, goAddRoundBF16},
 	{"fp16", Float16, FromFloat16, refNarrowFP16, refWidenFP16, EncodeFloat16, DecodeFloat16, RoundFloat16, AddEncodeFloat16, AddRoundFloat16},
+	{"fp16/go", Float16, FromFloat16, refNarrowFP16, refWidenFP16, goEncodeFP16, goDecodeFP16, RoundFloat16, goAddEncodeFP16, goAddRoundFP16},
 }
 
 func goEncodeBF16(dst []byte, src []float32) { encodeBF16(u16(dst[:2*len(src)]), u32(src)) }
@@ -96,4 +98,14 @@ func goAddEncodeBF16(w []byte, acc []float32) { addEncodeBF16(u16(w[:2*len(acc)]
 
 func goAddRoundBF16(acc []float32, w []byte, div float32) {
 	addRoundBF16(u32(acc), u16(w[:2*len(acc)]), div)
+}
+
+func goEncodeFP16(dst []byte, src []float32) { encodeFP16(u16(dst[:2*len(src)]), u32(src)) }
+
+func goDecodeFP16(dst []float32, src []byte) { decodeFP16(u32(dst), u16(src[:2*len(dst)])) }
+
+func goAddEncodeFP16(w []byte, acc []float32) { addEncodeFP16(u16(w[:2*len(acc)]), acc) }
+
+func goAddRoundFP16(acc []float32, w []byte, div float32) {
+	addRoundFP16(u32(acc), u16(w[:2*len(acc)]), div)
 }

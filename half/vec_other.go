@@ -11,3 +11,11 @@ func decodeBF16Vec([]uint32, []uint16) int { return 0 }
 func addEncodeBF16Vec([]uint16, []uint32) int { return 0 }
 
 func addRoundBF16Vec([]uint32, []uint16, float32) int { return 0 }
+
+func encodeFP16Vec([]uint16, []uint32) int { return 0 }
+
+func decodeFP16Vec([]uint32, []uint16) int { return 0 }
+
+func addEncodeFP16Vec([]uint16, []uint32) int { return 0 }
+
+func addRoundFP16Vec([]uint32, []uint16, float32) int { return 0 }

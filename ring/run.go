@@ -147,26 +147,32 @@ func (e *Exec) abort(ctx context.Context, cause error) {
 
 func sendAll(ctx context.Context, e *Exec, ready <-chan *[]byte) error {
 	var own *[]byte // the buffer chunks encoded from Buf go out of
-	defer func() { e.putBuf(own) }()
+	// pending holds, by receive index, the encoded bytes of completed
+	// receives that a send still has to forward: the step boundary (Sync)
+	// lets receives complete before the sends that carry them.
+	pending := make(map[int]*[]byte)
+	defer func() {
+		e.putBuf(own)
+		for _, b := range pending {
+			e.putBuf(b)
+			e.held.Add(-1)
+		}
+	}()
 	done := 0 // receives known to be complete
 	for _, s := range e.Sched.Sends {
-		var fwd *[]byte // receive s.After's bytes, if forwarded
-		for done <= s.After {
+		for done <= s.Sync { // Sync ≥ After: the data, and the step boundary
 			select {
 			case b := <-ready:
-				switch {
-				case b == nil:
-				case done == s.After:
-					fwd = b
-				default:
-					e.putBuf(b)
-					e.held.Add(-1)
+				if b != nil {
+					pending[done] = b
 				}
 				done++
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
+		fwd := pending[s.After] // receive s.After's bytes, if forwarded
+		delete(pending, s.After)
 		p := Bytes(e.Buf[s.Off : s.Off+s.Len])
 		if e.Wire != nil {
 			n := s.Len * e.Wire.Size
@@ -223,11 +229,31 @@ func recvAll(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 // as without forwarding, instead of holding more buffers.
 const maxForward = 4
 
+// maxBoundary bounds how many more chunks than maxForward an operation
+// holds for the step boundary (a step's sends wait for the previous step,
+// whose chunks they forward): enough for the steps of shaped-link
+// all-reduces (16 MiB over 4 peers in 256 KiB chunks has 16 a step), while
+// a large buffer's long steps fall back to encoding from Buf instead of
+// holding a whole segment's wire bytes.
+const maxBoundary = 16
+
+// heldLimit is how many received chunks e may hold for its sender: the
+// receives a send may wait for beyond its own (the step boundary, at most
+// maxBoundary) plus maxForward of lag.
+func (e *Exec) heldLimit() int32 {
+	extra := 0
+	for _, s := range e.Sched.Sends {
+		extra = max(extra, s.Sync-s.After)
+	}
+	return int32(min(extra, maxBoundary) + maxForward)
+}
+
 // recvWire is recvAll over a wire codec: each chunk arrives in a buffer of
 // its own, is decoded (and reduced) from it and, when the schedule forwards
 // it, leaves in it to the sender holding what goes on.
 func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 	c, fused := e.Wire, e.fused()
+	limit := e.heldLimit()
 	for _, r := range e.Sched.Recvs {
 		dst := e.Buf[r.Off : r.Off+r.Len]
 		n := c.Size * r.Len
@@ -237,7 +263,7 @@ func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 			e.putBuf(bp)
 			return err
 		}
-		fwd := r.Forward && e.held.Load() < maxForward
+		fwd := r.Forward && e.held.Load() < limit
 		switch {
 		case r.Reduce && fused && r.Final:
 			c.AddRound(dst, w, e.SumDivisor)

@@ -53,6 +53,9 @@ func checkPairing(t *testing.T, size, n, chunk int, f mk) {
 			if snd.After >= len(s.Recvs) || (snd.After >= 0 && (s.Recvs[snd.After].Off != snd.Off || s.Recvs[snd.After].Len != snd.Len)) {
 				t.Fatalf("send %d waits for receive %d, which is not the same range", i, snd.After)
 			}
+			if snd.Sync < snd.After || snd.Sync >= len(s.Recvs) {
+				t.Fatalf("send %d: Sync %d outside [After %d, %d receives)", i, snd.Sync, snd.After, len(s.Recvs))
+			}
 		}
 	}
 }
@@ -97,6 +100,35 @@ func TestForward(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestStepBoundary: a step's first send waits for all but the last receive
+// of the previous step, the others for all of it; the first step's sends
+// and a broadcast's wait for nothing more than their data.
+func TestStepBoundary(t *testing.T) {
+	cases := []struct {
+		name string
+		s    *Schedule
+		want []Send
+	}{
+		{"allreduce size=2 n=6 chunk=1 rank 0", AllReduce(0, 2, 6, 1), []Send{
+			{Off: 0, Len: 1, After: -1, Sync: -1}, {Off: 1, Len: 1, After: -1, Sync: -1}, {Off: 2, Len: 1, After: -1, Sync: -1},
+			{Off: 3, Len: 1, After: 0, Sync: 1}, {Off: 4, Len: 1, After: 1, Sync: 2}, {Off: 5, Len: 1, After: 2, Sync: 2},
+		}},
+		{"allreduce size=2 n=4 chunk=2 rank 1 (one chunk a step)", AllReduce(1, 2, 4, 2), []Send{
+			{Off: 2, Len: 2, After: -1, Sync: -1}, {Off: 0, Len: 2, After: 0, Sync: 0},
+		}},
+		{"broadcast size=3 root 0 rank 1", Broadcast(1, 3, 0, 3, 1), []Send{
+			{Off: 0, Len: 1, After: 0, Sync: 0}, {Off: 1, Len: 1, After: 1, Sync: 1}, {Off: 2, Len: 1, After: 2, Sync: 2},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !slices.Equal(tc.s.Sends, tc.want) {
+				t.Fatalf("sends %+v, want %+v", tc.s.Sends, tc.want)
+			}
+		})
 	}
 }
 

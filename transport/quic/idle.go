@@ -11,13 +11,9 @@ import (
 // state (its ring neighbours, its epoch's coordinator) but to many during
 // an epoch change or a state sync; without this, every connection it ever
 // made would stay open, kept alive by QUIC's keep-alives. The idle loop
-// samples each connection every IdleClose/4: a connection with an open
-// stream, or a call in progress on a data tag, is busy; otherwise the count
-// of streams opened either way tells whether a message moved since the
-// last sample (a tag's send stream stays open while it is used and for
-// idleStreamClose after, so every message is seen as an open stream or as
-// a new one). One that stayed quiet for IdleClose is closed with codeIdle,
-// which neither side takes for a loss.
+// samples each connection every IdleClose/4 (activity): one that was not
+// busy and moved no message for IdleClose is closed with codeIdle, which
+// neither side takes for a loss.
 
 // KeepOpen names the peers whose connections IdleClose never closes,
 // replacing the previous set: a running epoch's ring neighbours, whose
@@ -34,7 +30,7 @@ func (e *Endpoint) KeepOpen(ids ...string) {
 }
 
 type idleMark struct {
-	streams uint64    // streams opened either way, at the last change
+	traffic uint64    // activity's count at the last change
 	since   time.Time // when the connection was last seen busy or changed
 }
 
@@ -59,10 +55,10 @@ func (e *Endpoint) idleLoop() {
 		e.mu.Unlock()
 		next := make(map[*conn]idleMark, len(conns))
 		for _, c := range conns {
-			streams, busy := c.activity()
+			traffic, busy := c.activity()
 			mk, ok := marks[c]
-			if !ok || busy || streams != mk.streams {
-				mk = idleMark{streams: streams, since: now}
+			if !ok || busy || traffic != mk.traffic {
+				mk = idleMark{traffic: traffic, since: now}
 			}
 			if now.Sub(mk.since) >= e.cfg.IdleClose {
 				e.closeIdle(c)
@@ -74,18 +70,24 @@ func (e *Endpoint) idleLoop() {
 	}
 }
 
-// activity returns the number of streams opened on c either way and
-// whether c is busy: a stream is open, or a call on a data tag runs.
-func (c *conn) activity() (streams uint64, busy bool) {
+// activity returns a count that grows with every message either way
+// (calls begun on c, streams opened either way) and whether c is busy: a
+// call on a data tag runs or a data stream is open, or a control message
+// is being written or read. A Recv waiting on a control tag (a control
+// protocol's receiver, which waits as long as the connection lives) does
+// not make c busy, nor does a control tag's send stream left open between
+// messages.
+func (c *conn) activity() (traffic uint64, busy bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	busy = c.openStreams > 0
 	for tag, ts := range c.tags {
-		if ts.out != nil || len(ts.queue) > 0 || ts.reading != nil || ts.users > 0 && tag.Op < transport.ControlOpBase {
-			busy = true
+		if tag.Op < transport.ControlOpBase {
+			busy = busy || ts.out != nil || len(ts.queue) > 0 || ts.reading != nil || ts.users > 0
+		} else {
+			busy = busy || ts.reading != nil || len(ts.sendSem) > 0
 		}
 	}
-	return c.sent.Load() + c.accepted, busy
+	return c.calls.Load() + c.sent.Load() + c.accepted, busy
 }
 
 // closeIdle closes c, unless it was replaced meanwhile.

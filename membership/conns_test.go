@@ -200,3 +200,58 @@ func TestControlConnections(t *testing.T) {
 	t.Logf("figure: %d members, steady state over 10 rounds: at most %d connections per non-coordinator (ring neighbours + coordinator), coordinator %d",
 		n, most, len(nodes[slices.IndexFunc(nodes, func(q *qnode) bool { return q.id == coord })].ep.Connected()))
 }
+
+// TestTransportLossReported: a peer whose transport connection is lost
+// while its gossip still runs (its endpoint closed) is reported by the
+// receivers of the connections to it, without any dialing, and the others
+// form the next epoch without it while gossip still shows it alive.
+func TestTransportLossReported(t *testing.T) {
+	c := newCluster(t)
+	c.cfg = func(cfg *membership.Config) { cfg.MinMembers = 3 }
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var nodes []*node
+	for _, id := range ids(3) {
+		nodes = append(nodes, c.add(ctx, id))
+	}
+	boundary := func(ns []*node, s membership.Step) []membership.Outcome {
+		t.Helper()
+		outs := make([]membership.Outcome, len(ns))
+		var wg sync.WaitGroup
+		for i, nd := range ns {
+			wg.Go(func() {
+				var err error
+				if outs[i], err = nd.m.Boundary(ctx, s); err != nil {
+					t.Errorf("%s: %v", nd.id, err)
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		return outs
+	}
+	if out := boundary(nodes, membership.Step{NoState: true}); len(out[0].Epoch.Members) != 3 {
+		t.Fatalf("first epoch %+v", out[0].Epoch)
+	}
+	victim := nodes[2]
+	lostAt := time.Now()
+	victim.m.Config().Endpoint.Close()
+	out := boundary(nodes[:2], membership.Step{Done: 1})
+	took := time.Since(lostAt)
+	if want := []string{nodes[0].id, nodes[1].id}; !slices.Equal(out[0].Epoch.Members, want) || !slices.Equal(out[1].Epoch.Members, want) {
+		t.Fatalf("after %s's transport was lost: epochs %+v and %+v, want members %v", victim.id, out[0].Epoch, out[1].Epoch, want)
+	}
+	// Without the report the coordinator waits ReportTimeout (30 s here)
+	// for the victim's report.
+	if took > 10*time.Second {
+		t.Fatalf("the next epoch formed %v after %s's transport was lost: not reported", took, victim.id)
+	}
+	for _, p := range nodes[0].m.Roster().Peers {
+		if p.ID == victim.id && !p.Alive {
+			t.Fatalf("gossip declared %s dead: the transport's report was not what formed the epoch", victim.id)
+		}
+	}
+	t.Logf("figure: endpoint of %s closed, gossip alive → survivors hold the next epoch: %v", victim.id, took.Round(time.Millisecond))
+}

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/ringtrain/ringtrain/transport"
 )
@@ -57,7 +58,10 @@ func (m *Member) receive(c transport.Conn) {
 	if m.ctx.Err() != nil {
 		return
 	}
-	if definiteLoss(err) {
+	// A connection replaced by a newer one to the same peer (both dialed
+	// at once after an idle close) ends with a loss too; the peer is not
+	// lost while a live connection to it remains.
+	if definiteLoss(err) && !slices.Contains(m.watcher.Connected(), peer) {
 		select {
 		case m.lost <- peer:
 		default:

@@ -16,7 +16,7 @@ import (
 )
 
 // TestControlConnections: the control plane's connections grow with O(1)
-// peers per member. 16 members on real QUIC endpoints (with IdleClose, as
+// peers per member. 16 members (8 under -race) on real QUIC endpoints (with IdleClose, as
 // node sets it) form an epoch (state sync included) and train in it: each
 // round is a Boundary and an all-reduce on the ring, whose links are kept
 // open as node keeps them (KeepOpen). Once the connections the epoch's
@@ -24,12 +24,17 @@ import (
 // coordinator holds connections only to its two ring neighbours and the
 // coordinator (at most 3), and the coordinator to no one outside the
 // epoch, round after round. Before, every member dialed every live peer
-// (15 each here, N-1 in general).
+// (n-1 each).
 func TestControlConnections(t *testing.T) {
-	const (
-		n         = 16
-		idleClose = 1500 * time.Millisecond
-	)
+	const idleClose = 1500 * time.Millisecond
+	n := 16
+	if raceEnabled {
+		// 16 memberlists and QUIC endpoints under the race detector on
+		// the shared 2-core machine: gossip declared live peers dead
+		// hundreds of times a minute and no first epoch (which needs
+		// every candidate) formed in 3 minutes.
+		n = 8
+	}
 	cluster, sec, err := secret.Ephemeral()
 	if err != nil {
 		t.Fatal(err)

@@ -59,7 +59,14 @@
 //
 // Messages travel over transport.Conn on a tag whose Op is at or above
 // transport.ControlOpBase, in a versioned binary encoding with bounds
-// checks on every length (msg.go, fuzzed).
+// checks on every length (msg.go, fuzzed). Only senders dial, when the
+// machine has a message for a peer; a receiver reads each connection the
+// endpoint announces (transport.ConnWatcher, recv.go). So the connections
+// a node holds follow whom the protocol addresses: in steady state a
+// member reports to its coordinator only, and holds that one connection
+// (plus its ring links), the coordinator one per member; the wider
+// exchanges of an epoch change leave connections that the endpoint closes
+// once idle (quic.Config.IdleClose).
 //
 // A peer that was dropped from the epoch and comes back (a frozen process
 // that wakes, a healed cut) is a newcomer: its report for the old epoch is

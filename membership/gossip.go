@@ -43,6 +43,13 @@ type Member struct {
 	sendMu sync.Mutex
 	queues map[string]chan []byte // per-peer control send queues (send.go)
 
+	// Control receivers, one per connection the endpoint announces
+	// (recv.go).
+	watcher   transport.ConnWatcher
+	stopWatch func()
+	recvMu    sync.Mutex
+	recvDone  bool // shutdown began: start no receiver
+
 	// returned is the epoch number Boundary last returned; only the
 	// Boundary caller's goroutine touches it.
 	returned uint64
@@ -51,7 +58,6 @@ type Member struct {
 	meta       Meta
 	metaBytes  []byte
 	peers      map[string]*Peer
-	receivers  map[string]bool          // peers with a running control receiver
 	watches    map[*deathWatch]struct{} // AbortOnDeath registrations
 	changed    chan struct{}            // closed and replaced on every roster change
 	announced  map[string]bool          // peers OnRoster has seen
@@ -69,8 +75,13 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	watcher, ok := cfg.Endpoint.(transport.ConnWatcher)
+	if !ok {
+		return nil, fmt.Errorf("membership: node %s: endpoint %T does not announce its connections (transport.ConnWatcher)", cfg.ID, cfg.Endpoint)
+	}
 	m := &Member{
 		cfg:       cfg,
+		watcher:   watcher,
 		log:       cfg.Logger.With("node", cfg.ID),
 		mach:      agree.New(cfg.machine()),
 		calls:     make(chan *call),
@@ -82,7 +93,6 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		fail:      newFailer(cfg.Endpoint),
 		queues:    make(map[string]chan []byte),
 		peers:     make(map[string]*Peer),
-		receivers: make(map[string]bool),
 		watches:   make(map[*deathWatch]struct{}),
 		changed:   make(chan struct{}),
 		announced: make(map[string]bool),
@@ -127,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 	// UpdateNode itself (memberlist's UpdateNode must not run twice at once).
 	metaCtx, metaStop := context.WithCancel(m.ctx)
 	m.metaStop, m.metaDone = metaStop, make(chan struct{})
+	m.stopWatch = watcher.WatchConns(m.onConn)
 	m.wg.Add(3)
 	go m.reconnectLoop()
 	go m.metaLoop(metaCtx)
@@ -274,6 +285,7 @@ func (m *Member) Crash() error { return m.shutdown() }
 func (m *Member) shutdown() error {
 	err := m.ml.Shutdown()
 	m.stop()
+	m.stopReceivers()
 	m.stopMetaLoop()
 	m.wg.Wait()
 	return err
@@ -350,11 +362,6 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 	if !alive && !left {
 		m.abortWatchersLocked(n.Name)
 	}
-	startRecv := alive && !m.receivers[n.Name] && m.ctx.Err() == nil
-	if startRecv {
-		m.receivers[n.Name] = true
-		m.wg.Add(1)
-	}
 	r := m.rosterLocked()
 	m.mu.Unlock()
 	if !alive && !left {
@@ -375,86 +382,6 @@ func (m *Member) updatePeer(n *memberlist.Node, alive bool) {
 		m.announce = make(chan struct{})
 	}
 	m.mu.Unlock()
-	if startRecv {
-		go m.receive(n.Name)
-	}
-}
-
-// receive reads control messages from one peer into the inbox until the
-// member closes or gossip no longer sees the peer alive. It runs for the
-// member's lifetime, so its Recv is bounded by the member's context rather
-// than a deadline. A lost connection is reported at once (the transport
-// knows before gossip does) and re-dialled while gossip still sees the
-// peer, since a transient break must not silence it for good.
-func (m *Member) receive(peer string) {
-	defer m.wg.Done()
-	buf := make([]byte, maxControl)
-	for {
-		c, err := m.cfg.Endpoint.Conn(m.ctx, peer)
-		if err == nil {
-			err = m.receiveFrom(c, peer, buf)
-		}
-		if m.ctx.Err() != nil {
-			m.forgetReceiver(peer)
-			return
-		}
-		if definiteLoss(err) {
-			select {
-			case m.lost <- peer:
-			default:
-			}
-		}
-		m.log.Debug("control receiver interrupted", "peer", peer, "err", err)
-		select {
-		case <-m.ctx.Done():
-			m.forgetReceiver(peer)
-			return
-		case <-time.After(m.cfg.ResendInterval):
-		}
-		// Checking liveness and unregistering in one critical section:
-		// a gossip event in between would otherwise see a receiver that
-		// is about to exit and start none.
-		m.mu.Lock()
-		if p := m.peers[peer]; p != nil && !p.Alive {
-			delete(m.receivers, peer)
-			m.mu.Unlock()
-			return // restarted by the next gossip event about the peer
-		}
-		m.mu.Unlock()
-	}
-}
-
-func (m *Member) forgetReceiver(peer string) {
-	m.mu.Lock()
-	delete(m.receivers, peer)
-	m.mu.Unlock()
-}
-
-// receiveFrom reads from one connection until it fails.
-func (m *Member) receiveFrom(c transport.Conn, peer string, buf []byte) error {
-	for {
-		n, err := c.Recv(m.ctx, controlTag(), buf)
-		if err != nil {
-			if !errors.Is(err, transport.ErrMessageSize) {
-				// Lost, closed, or a failure recorded on the tag: the
-				// caller pauses and re-dials instead of spinning here.
-				return err
-			}
-			m.log.Warn("control receive", "peer", peer, "err", err)
-			continue
-		}
-		mm, err := unmarshalMsg(buf[:n])
-		if err != nil {
-			m.log.Warn("dropping control message", "peer", peer, "err", err)
-			continue
-		}
-		mm.From, mm.To = peer, m.cfg.ID
-		select {
-		case m.inbox <- mm:
-		case <-m.ctx.Done():
-			return m.ctx.Err()
-		}
-	}
 }
 
 // delegate adapts memberlist's delegate interfaces to a Member. memberlist

@@ -20,8 +20,16 @@ const (
 	sendIdle     = 30 * time.Second
 )
 
-// sendTimeout bounds one control message send, dial included.
+// sendTimeout bounds one control message send once connected.
 func (c *Config) sendTimeout() time.Duration { return min(c.AckTimeout, 4*c.ResendInterval) }
+
+// dialTimeout bounds the dial a send may need first. Only senders dial
+// (recv.go), so a dial cut short is never finished by anyone: on a loaded
+// machine an all-to-all exchange (a first epoch of many nodes) makes many
+// handshakes at once, and with the send's own deadline none completed.
+// The dial blocks only this peer's queue; FailPeer ends it at once for a
+// peer gossip declares dead.
+func (c *Config) dialTimeout() time.Duration { return max(c.sendTimeout(), c.ReportTimeout) }
 
 // enqueue encodes mm and queues it for mm.To. Only the driver calls it,
 // so the wait group is above zero when a sender is added.
@@ -77,14 +85,16 @@ func (m *Member) sendLoop(peer string, q chan []byte) {
 	}
 }
 
-// sendControl sends one encoded control message to peer within
-// sendTimeout.
+// sendControl sends one encoded control message to peer: the dial within
+// dialTimeout, the send within sendTimeout.
 func (m *Member) sendControl(peer string, b []byte) error {
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.sendTimeout())
-	defer cancel()
-	c, err := m.cfg.Endpoint.Conn(ctx, peer)
+	dctx, dcancel := context.WithTimeout(m.ctx, m.cfg.dialTimeout())
+	c, err := m.cfg.Endpoint.Conn(dctx, peer)
+	dcancel()
 	if err == nil {
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.sendTimeout())
 		err = c.Send(ctx, controlTag(), b)
+		cancel()
 	}
 	if err != nil {
 		return fmt.Errorf("membership: node %s: control message to %s: %w", m.cfg.ID, peer, err)

@@ -48,10 +48,18 @@ type Boundary struct {
 	Left bool
 }
 
-// The QUIC keep-alive period and idle timeout of a node's endpoint.
+// The QUIC keep-alive period and idle timeout of a node's endpoint, and
+// how long a connection may carry nothing before the endpoint closes it
+// (quic.Config.IdleClose): the epoch changes' wide exchanges leave
+// connections to many peers, but a node keeps only its ring links (named
+// in KeepOpen for the epoch) and those the control plane keeps using (its
+// coordinator's, every step). A minute keeps a slow snapshot's state sync
+// or a long pause between steps from closing a connection still wanted;
+// one closed anyway is dialed again when next needed.
 const (
 	quicKeepAlive   = time.Second
 	quicIdleTimeout = 5 * time.Second
+	quicIdleClose   = time.Minute
 )
 
 // Node is one running member of a job: its QUIC endpoint, its gossip and
@@ -116,7 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// 1.5 s and aborts the steps waiting on it, see AbortOnDeath): on a
 	// loaded machine a shorter one risked false losses.
 	ep, err := quic.Listen(quic.Config{ID: cfg.ID, Secret: sec, ListenAddr: cfg.QUICListen, Logger: cfg.Logger.With("component", "quic"),
-		KeepAlive: quicKeepAlive, IdleTimeout: quicIdleTimeout})
+		KeepAlive: quicKeepAlive, IdleTimeout: quicIdleTimeout, IdleClose: quicIdleClose})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: start: %w", cfg.ID, err)
 	}
@@ -202,6 +210,7 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 		// A new epoch: stale chunks of aborted operations in older
 		// epochs are refused and freed from now on.
 		n.ep.SetEpoch(out.Epoch.Number)
+		n.ep.KeepOpen(ringNeighbours(out.Epoch.Members, n.cfg.ID)...)
 		g, err := collective.New(ctx, collective.Config{Endpoint: n.ep, Members: out.Epoch.Members, Epoch: out.Epoch.Number,
 			ChunkBytes: n.cfg.ChunkBytes, Timeout: n.cfg.OpTimeout})
 		if err != nil {
@@ -279,4 +288,15 @@ func (n *Node) Close() error {
 // transport's timeout. The caller must call the CancelFunc.
 func (n *Node) AbortOnDeath(ctx context.Context, peers []string) (context.Context, context.CancelFunc) {
 	return n.mem.AbortOnDeath(ctx, peers)
+}
+
+// ringNeighbours returns the peers next to id in the ring of members (the
+// order collective.New connects), none if id is not a member.
+func ringNeighbours(members []string, id string) []string {
+	r := slices.Index(members, id)
+	if r < 0 || len(members) < 2 {
+		return nil
+	}
+	n := len(members)
+	return []string{members[(r+1)%n], members[(r+n-1)%n]}
 }

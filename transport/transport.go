@@ -29,7 +29,9 @@ import (
 
 // Sentinel errors. Implementations wrap them in *OpError.
 var (
-	// ErrClosed: the local endpoint or connection was closed.
+	// ErrClosed: the local endpoint or connection was closed, or either
+	// end closed the connection because it was idle (not a loss: the next
+	// Conn dials again).
 	ErrClosed = errors.New("connection closed")
 	// ErrPeerLost: the remote peer definitely went away: it closed, its
 	// connection broke or timed out after it was established, or the failure

@@ -69,7 +69,7 @@ func (n *Network) Endpoint(id string) (*Endpoint, error) {
 	if _, ok := n.nodes[id]; ok {
 		return nil, fmt.Errorf("mem: endpoint %q already exists", id)
 	}
-	e := &Endpoint{net: n, id: id, conns: make(map[string]*conn), done: make(chan struct{})}
+	e := &Endpoint{net: n, id: id, conns: make(map[string]*conn), watchers: make(map[int]func(transport.Conn)), done: make(chan struct{})}
 	n.nodes[id] = e
 	return e, nil
 }
@@ -132,13 +132,17 @@ type Endpoint struct {
 	id    string
 	mu    sync.Mutex
 	conns map[string]*conn
-	done  chan struct{} // closed by Close
-	once  sync.Once
+	// watchers are the WatchConns callbacks (watch.go); guarded by mu.
+	watchers  map[int]func(transport.Conn)
+	nextWatch int
+	done      chan struct{} // closed by Close
+	once      sync.Once
 }
 
 var (
-	_ transport.Endpoint   = (*Endpoint)(nil)
-	_ transport.PeerFailer = (*Endpoint)(nil)
+	_ transport.Endpoint    = (*Endpoint)(nil)
+	_ transport.PeerFailer  = (*Endpoint)(nil)
+	_ transport.ConnWatcher = (*Endpoint)(nil)
 )
 
 // ID returns the endpoint's node ID.
@@ -160,11 +164,16 @@ func (e *Endpoint) Conn(ctx context.Context, peer string) (transport.Conn, error
 		return nil, &transport.OpError{Op: "dial", Peer: peer, Err: transport.ErrUnknownPeer}
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	c := e.conns[peer]
-	if c == nil {
+	made := c == nil
+	if made {
 		c = newConn(e, p, e.net.dir(e.id, peer), e.net.dir(peer, e.id))
 		e.conns[peer] = c
+		e.announceLocked(c)
+	}
+	e.mu.Unlock()
+	if made {
+		p.accept(e) // the peer's end exists too, as a QUIC connection's does
 	}
 	return c, nil
 }

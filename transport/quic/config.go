@@ -41,6 +41,17 @@ type Config struct {
 	// HandshakeTimeout bounds one dial attempt and the Hello exchange.
 	// Default 5 s.
 	HandshakeTimeout time.Duration
+	// IdleClose, if positive, closes a connection that carried no message
+	// in either direction for this long and has no call in progress on a
+	// data tag (Op < transport.ControlOpBase), so connections opened for a
+	// passing exchange (an epoch change, a state sync) do not stay open
+	// for good. Calls waiting on control tags do not keep a connection
+	// open: they fail with an error wrapping transport.ErrClosed (not a
+	// loss), as the peer's calls do, and the next Conn dials again.
+	// Each end decides alone, so a connection both ends must keep through
+	// long pauses (a running epoch's ring links) is named in KeepOpen on
+	// both. Zero (the default) never closes a connection for idleness.
+	IdleClose time.Duration
 	// Linger bounds how long Close waits for peers to consume the messages
 	// already sent to them (QUIC drops unacknowledged data on close).
 	// Default 2 s.

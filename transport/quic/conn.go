@@ -40,6 +40,7 @@ type conn struct {
 	closeErr    error                   // first close reason; guarded by mu
 	openStreams int                     // send streams open (tagState.out); guarded by mu
 	idleKick    chan struct{}           // tells closer a send stream went idle
+	calls       atomic.Uint64           // Send and Recv calls begun: traffic, for IdleClose (idle.go)
 
 	// Graceful close (see wire.Goodbye).
 	sent        atomic.Uint64 // data streams opened toward the peer
@@ -146,6 +147,7 @@ func (ts *tagState) wake() {
 
 // use returns the tag's state, creating it, and counts the caller as a user.
 func (c *conn) use(tag transport.Tag) *tagState {
+	c.calls.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ts := c.tagLocked(tag)

@@ -41,6 +41,8 @@ type Endpoint struct {
 	closed bool
 	addrs  map[string]string
 	peers  map[string]*peerState
+	watch  watchers        // WatchConns callbacks (watch.go)
+	keep   map[string]bool // peers KeepOpen exempts from IdleClose (idle.go)
 }
 
 // peerState is the connection state toward one peer; guarded by Endpoint.mu.
@@ -115,6 +117,9 @@ func Listen(cfg Config) (*Endpoint, error) {
 	}
 	checkUDPBuffers(udp, e.log)
 	e.wg.Go(e.acceptLoop)
+	if cfg.IdleClose > 0 {
+		e.wg.Go(e.idleLoop)
+	}
 	return e, nil
 }
 
@@ -323,6 +328,7 @@ func (e *Endpoint) installLocked(ps *peerState, c *conn) {
 	ps.conn = c
 	notify(ps)
 	c.start()
+	e.watch.announce(c)
 }
 
 // forget removes c from the peer table once it is dead.

@@ -18,6 +18,7 @@ const (
 	codeDuplicate = 0x102 // connection refused: the pair already has one
 	codeReplaced  = 0x103 // connection replaced by a newer one to the same peer
 	codeFailed    = 0x104 // connection closed: the peer was declared dead (FailPeer)
+	codeIdle      = 0x105 // connection closed: it carried nothing for Config.IdleClose
 	codeCanceled  = 0x110 // stream: the local call's ctx ended
 	codeAborted   = 0x111 // stream: the operation was aborted (reason on the control stream)
 	codeEpoch     = 0x113 // stream: the message's epoch is refused
@@ -47,6 +48,10 @@ func closeCause(err error) error {
 				return transport.ErrClosed
 			}
 			return fmt.Errorf("%w: peer closed its endpoint", transport.ErrPeerLost)
+		case codeIdle:
+			// Not a loss: the connection was idle; the next Conn dials
+			// again.
+			return fmt.Errorf("%w: %s closed the idle connection: %s", transport.ErrClosed, who, ae.ErrorMessage)
 		}
 		return fmt.Errorf("%w: %s closed the connection: %s", transport.ErrPeerLost, who, ae.ErrorMessage)
 	}

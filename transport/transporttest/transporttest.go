@@ -52,6 +52,7 @@ func Run(t *testing.T, f Factory) {
 	t.Run("SameConnBothWays", func(t *testing.T) { testSameConn(t, f) })
 	t.Run("FailPeer", func(t *testing.T) { testFailPeer(t, f) })
 	t.Run("AbortReasonBounded", func(t *testing.T) { testAbortReasonBounded(t, f) })
+	t.Run("WatchConns", func(t *testing.T) { testWatchConns(t, f) })
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -42,7 +42,9 @@ func (n Net) RingRate(perNode int) (float64, Limit) { return n.rate(float64(max(
 //
 // Recurrences, for step s in 0..2(n-1)-1 and chunk k in order:
 //
-//	start(s,k)  = max(linkFree, done(s-1,k))          done(-1,k) = 0
+//	start(s,k)  = max(linkFree, done(s-1,k), sync(s,k))  done(-1,k) = 0
+//	sync(s,0)   = done(s-1,m-2), sync(s,k>0) = done(s-1,m-1) (s > 0; m-2
+//	              is m-1 when m = 1): ring's step boundary (Send.Sync)
 //	linkFree    = start(s,k) + alpha + size(k)/x
 //	arrive(s,k) = linkFree + latency
 //	done(s,k)   = max(arrive(s,k), done of the previous receive) + reduce(s,k)
@@ -75,8 +77,14 @@ func (n Net) ringAllReduce(bytes float64, peers int, x float64, lim Limit) AllRe
 	var linkFree, recvFree float64
 	for s := 0; s < steps; s++ {
 		reduceScatter := s < peers-1
+		// The previous step's end, before this step overwrites done.
+		syncFirst, syncRest := done[max(m-2, 0)], done[m-1]
 		for k := 0; k < m; k++ {
-			start := max(linkFree, done[k])
+			sync := syncRest
+			if k == 0 {
+				sync = syncFirst
+			}
+			start := max(linkFree, done[k], sync)
 			linkFree = start + n.Ring.AlphaSec + size(k)/x
 			recvFree = max(linkFree+n.Link.LatencySec, recvFree)
 			if reduceScatter && n.Ring.ReduceBytesPerSec > 0 {

@@ -51,30 +51,7 @@ func TestControlConnections(t *testing.T) {
 	var seeds []string
 	for i := range nodes {
 		id := fmt.Sprintf("q%02d", i)
-		ep, err := quic.Listen(quic.Config{ID: id, Secret: sec, Logger: slog.New(slog.DiscardHandler), IdleClose: idleClose})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ep.Close() })
-		cfg := membership.LocalConfig()
-		cfg.ID, cfg.QUICAddr, cfg.Fingerprint = id, ep.Addr(), "conns-test"
-		cfg.GossipKey = cluster.GossipKey()
-		cfg.Endpoint, cfg.Seeds, cfg.MinMembers = ep, seeds, n
-		cfg.Snapshot = func() ([]byte, error) { return []byte("state"), nil }
-		cfg.Restore = func([]byte) error { return nil }
-		cfg.OnRoster = func(r membership.Roster) {
-			for _, p := range r.Peers {
-				if p.QUICAddr != "" {
-					ep.AddPeer(p.ID, p.QUICAddr)
-				}
-			}
-		}
-		cfg.Logger = testLogger()
-		m, err := membership.New(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { m.Crash() })
+		ep, m := startQUICMember(ctx, t, quic.Config{ID: id, Secret: sec, Logger: slog.New(slog.DiscardHandler), IdleClose: idleClose}, cluster.GossipKey(), seeds, n, "conns-test")
 		if seeds == nil {
 			seeds = []string{m.GossipAddr()}
 		}

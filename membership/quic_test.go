@@ -43,30 +43,7 @@ func TestQUICRing(t *testing.T) {
 		if qlog == nil {
 			qlog = slog.New(slog.DiscardHandler)
 		}
-		ep, err := quic.Listen(quic.Config{ID: id, Secret: sec, Logger: qlog})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ep.Close() })
-		cfg := membership.LocalConfig()
-		cfg.ID, cfg.QUICAddr, cfg.Fingerprint = id, ep.Addr(), "quic-test"
-		cfg.GossipKey = cluster.GossipKey()
-		cfg.Endpoint, cfg.Seeds, cfg.MinMembers = ep, seeds, n
-		cfg.Snapshot = func() ([]byte, error) { return []byte("state"), nil }
-		cfg.Restore = func([]byte) error { return nil }
-		cfg.OnRoster = func(r membership.Roster) {
-			for _, p := range r.Peers {
-				if p.QUICAddr != "" {
-					ep.AddPeer(p.ID, p.QUICAddr)
-				}
-			}
-		}
-		cfg.Logger = testLogger()
-		m, err := membership.New(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { m.Crash() })
+		ep, m := startQUICMember(ctx, t, quic.Config{ID: id, Secret: sec, Logger: qlog}, cluster.GossipKey(), seeds, n, "quic-test")
 		if seeds == nil {
 			seeds = []string{m.GossipAddr()}
 		}
@@ -172,4 +149,36 @@ func TestQUICRing(t *testing.T) {
 			t.Fatalf("%s after the crash: %v", id, err)
 		}
 	}
+}
+
+// startQUICMember starts a member over a QUIC endpoint of qc whose peer
+// addresses come from gossip (OnRoster), as node wires them; both are
+// closed (the member crashed) when the test ends.
+func startQUICMember(ctx context.Context, t *testing.T, qc quic.Config, gossipKey []byte, seeds []string, n int, fingerprint string) (*quic.Endpoint, *membership.Member) {
+	t.Helper()
+	ep, err := quic.Listen(qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ep.Close() })
+	cfg := membership.LocalConfig()
+	cfg.ID, cfg.QUICAddr, cfg.Fingerprint = qc.ID, ep.Addr(), fingerprint
+	cfg.GossipKey = gossipKey
+	cfg.Endpoint, cfg.Seeds, cfg.MinMembers = ep, seeds, n
+	cfg.Snapshot = func() ([]byte, error) { return []byte("state"), nil }
+	cfg.Restore = func([]byte) error { return nil }
+	cfg.OnRoster = func(r membership.Roster) {
+		for _, p := range r.Peers {
+			if p.QUICAddr != "" {
+				ep.AddPeer(p.ID, p.QUICAddr)
+			}
+		}
+	}
+	cfg.Logger = testLogger()
+	m, err := membership.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Crash() })
+	return ep, m
 }

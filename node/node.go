@@ -258,6 +258,11 @@ func (n *Node) Held() membership.Epoch {
 	return membership.Epoch{Number: h.Number, Members: slices.Clone(h.Members)}
 }
 
+// Connections returns the peers this node holds a live QUIC connection to
+// (its ring neighbours and its epoch's coordinator in steady state; see
+// membership). Safe from any goroutine.
+func (n *Node) Connections() []string { return n.ep.Connected() }
+
 // ID is this node's ID.
 func (n *Node) ID() string { return n.cfg.ID }
 

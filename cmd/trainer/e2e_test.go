@@ -331,7 +331,7 @@ func checkMetrics(t *testing.T, n *node) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{"ringtrain_steps_total{node=\"node-0\"}", "ringtrain_allreduce_seconds_bucket", "ringtrain_allreduce_busbw_bytes_per_second",
-		"ringtrain_peers{node=\"node-0\"} 3", "ringtrain_membership_epoch", "ringtrain_loss", "ringtrain_allreduce_sent_bytes_total"} {
+		"ringtrain_peers{node=\"node-0\"} 3", "ringtrain_connections{node=\"node-0\"} 2", "ringtrain_membership_epoch", "ringtrain_loss", "ringtrain_allreduce_sent_bytes_total"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -67,6 +67,14 @@ func newMetrics(node string) *metrics {
 	return m
 }
 
+// watchConnections exports the number of peers the node holds a QUIC
+// connection to, read at each scrape.
+func (m *metrics) watchConnections(node string, conns func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ringtrain", Name: "connections",
+		Help:        "Peers this node holds a QUIC connection to (ring neighbours and coordinator in steady state).",
+		ConstLabels: prometheus.Labels{"node": node}}, func() float64 { return float64(conns()) }))
+}
+
 // serve starts the /metrics endpoint and returns its address; it stops when
 // ctx ends.
 func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (string, error) {

@@ -128,6 +128,7 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 	log.Info("listening", "gossip", n.GossipAddr(), "quic", n.QUICAddr(), "model", c.Model, "fingerprint", nc.Fingerprint, "seeds", strings.Join(nc.Seeds, ","))
 
 	met := newMetrics(id)
+	met.watchConnections(id, func() int { return len(n.Connections()) })
 	if c.MetricsAddr != "" {
 		addr, err := met.serve(ctx, c.MetricsAddr, log)
 		if err != nil {

@@ -11,11 +11,6 @@ func (m *Machine) onCommit(c Msg) {
 	held := m.hard.Held.Number
 	member := v.Epoch.Has(m.id)
 	switch {
-	case c.Base == 0 && held == 0 && m.hard.Accepted == nil:
-		// Every member of a first epoch accepted it: a node that holds no
-		// acceptance lost its state since (it may have applied this
-		// epoch before). It is admitted afresh instead.
-		return
 	case c.Base == held:
 		m.remember(c.Base, v)
 	case !m.active && member && v.Epoch.Number > held:

@@ -52,12 +52,16 @@
 // for resuming after a lost disk. An amnesiac node never proposes for its
 // held epoch and refuses rounds without FlagAll. A fresh node does not
 // propose a first epoch while a restarted member of an earlier epoch
-// waits (it may be needed for a refound), and ignores a first epoch's
-// commit unless it accepted that epoch (every member of a first epoch
-// did: one that did not lost its state since, and is admitted afresh).
-// A member that lost its state but is resent the commit of its old epoch
-// (it cannot be told from a newcomer that missed its admission) re-
-// applies it with empty acceptor state; the same residual case applies.
+// waits (it may be needed for a refound). A member that lost its state
+// but is resent the commit of its old epoch by one that kept the value
+// making it (HardState.Made) cannot be told from a newcomer that missed
+// its admission, nor, for a first epoch, from a member that never
+// accepted the value a proposer adopted; dropping that resend stalls
+// those (seeds 2168 and 32098). So it re-applies the epoch with empty
+// acceptor state and votes again, without FlagAll: the lost-disk gap in
+// the guarantees, which needs its lost promises to have counted toward
+// a successor that others run out of sight (TestLostDurableState,
+// "residual").
 //
 // # Invariants (checked by the simulator in sim_test.go)
 //

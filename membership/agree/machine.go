@@ -546,6 +546,11 @@ func (m *Machine) onReport(r Msg) {
 			m.send(Msg{Kind: Commit, To: r.From, Base: held, Value: v.clone()})
 			return
 		}
+		if _, had := m.joinReq[r.From]; !had && m.active && r.From != m.id && m.hard.Held.Has(r.From) && r.Epoch == held {
+			// A member asks to join from our own epoch: it restarted, so
+			// a step waiting on it cannot finish (gossip saw no death).
+			m.out.Abort = append(m.out.Abort, r.From)
+		}
 		m.joinReq[r.From] = joinReq{at: m.now, step: r.Step, noState: r.Flags&FlagNoState != 0}
 		return
 	}

@@ -583,6 +583,13 @@ func (m *Machine) onReport(r Msg) {
 		if v := m.decided[r.Epoch]; v != nil {
 			m.send(Msg{Kind: Commit, To: r.From, Base: r.Epoch, Value: v.clone()})
 		}
+	case m.hard.Held.Has(r.From):
+		// It runs an epoch we missed the commit of (and takes us for its
+		// coordinator, so it waits on us): our report tells it to resend
+		// that commit (the case above, on its side).
+		rep := m.report()
+		rep.To = r.From
+		m.send(rep)
 	}
 }
 

@@ -108,6 +108,11 @@ func TestLivenessSeeds(t *testing.T) {
 		// A lingering leaver ignored its old epoch's reports, while the
 		// members still took it for their coordinator.
 		{"lingering leaver as coordinator", []uint64{472}},
+		// The commits of an epoch to its coordinator were all lost and the
+		// old coordinator left: the new epoch's members reported to a
+		// coordinator that still ran the old one and ignored reports of
+		// a later epoch (found beyond the first 10,000 seeds).
+		{"coordinator that missed its epoch's commit", []uint64{40822, 172157}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -83,14 +83,15 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		}
 		ckpt = filepath.Join(c.CheckpointDir, checkpointFile(id))
 		// The agreement state is written at every epoch change, not at
-		// checkpoints: a restarted node keeps the promises it made. A run
-		// that does not resume starts as a fresh node.
+		// checkpoints: a restarted node keeps the promises it made.
 		if nc.StateFile == "" {
 			nc.StateFile = filepath.Join(c.CheckpointDir, agreementFile(id))
-		}
-		if !c.Resume && nc.StateFile == filepath.Join(c.CheckpointDir, agreementFile(id)) {
-			if err := os.Remove(nc.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("checkpoint dir: %w", err)
+			if !c.Resume {
+				// A run that does not resume starts as a fresh node (an
+				// explicit --state-file is the operator's to remove).
+				if err := os.Remove(nc.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("checkpoint dir: %w", err)
+				}
 			}
 		}
 	}

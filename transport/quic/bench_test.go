@@ -164,14 +164,20 @@ func rawLinks(b *testing.B, n int) ([]*quicgo.SendStream, []*quicgo.ReceiveStrea
 
 func benchRaw(b *testing.B, n, size int) {
 	ws, rs, conns := rawLinks(b, n)
-	const piece = 256 << 10
 	perLink := size
 	factor := 1.0
 	if n > 1 {
 		factor = 2 * float64(n-1) / float64(n)
 		perLink = int(float64(size) * factor)
 	}
-	src := make([]byte, perLink)
+	pump(b, ws, rs, conns, size, perLink, factor)
+}
+
+// pump times b.N rounds in which every stream pair carries per bytes, in
+// 256 KiB writes, all pairs at once, and reports size bytes per round.
+func pump(b *testing.B, ws []*quicgo.SendStream, rs []*quicgo.ReceiveStream, conns []*quicgo.Conn, size, per int, factor float64) {
+	const piece = 256 << 10
+	src := make([]byte, per)
 	dsts := make([][]byte, len(rs))
 	for i := range dsts {
 		dsts[i] = make([]byte, piece)
@@ -183,16 +189,16 @@ func benchRaw(b *testing.B, n, size int) {
 		var wg sync.WaitGroup
 		for i := range ws {
 			wg.Go(func() {
-				for off := 0; off < perLink; off += piece {
-					if _, err := ws[i].Write(src[off:min(off+piece, perLink)]); err != nil {
+				for off := 0; off < per; off += piece {
+					if _, err := ws[i].Write(src[off:min(off+piece, per)]); err != nil {
 						b.Error(err)
 						return
 					}
 				}
 			})
 			wg.Go(func() {
-				for got := 0; got < perLink; {
-					k, err := io.ReadFull(rs[i], dsts[i][:min(piece, perLink-got)])
+				for got := 0; got < per; {
+					k, err := io.ReadFull(rs[i], dsts[i][:min(piece, per-got)])
 					if err != nil {
 						b.Error(err)
 						return
@@ -205,7 +211,7 @@ func benchRaw(b *testing.B, n, size int) {
 	}
 	b.StopTimer()
 	reportLoss(b, conns...)
-	report(b, start, cpu0, int64(size), int64(len(ws)*perLink), factor)
+	report(b, start, cpu0, int64(size), int64(len(ws)*per), factor)
 }
 
 // BenchmarkAllReduce is ringtrain's all-reduce over this transport: n
@@ -301,41 +307,5 @@ func benchLanes(b *testing.B, k, size int) {
 		w, r, c := rawLinks(b, 1) // one connection, one stream, own sockets
 		ws, rs, conns = append(ws, w...), append(rs, r...), append(conns, c...)
 	}
-	const piece = 256 << 10
-	per := size / k
-	src := make([]byte, per)
-	dsts := make([][]byte, k)
-	for i := range dsts {
-		dsts[i] = make([]byte, piece)
-	}
-	b.SetBytes(int64(size))
-	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuSeconds(b)
-	for range b.N {
-		var wg sync.WaitGroup
-		for i := range k {
-			wg.Go(func() {
-				for off := 0; off < per; off += piece {
-					if _, err := ws[i].Write(src[off:min(off+piece, per)]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			wg.Go(func() {
-				for got := 0; got < per; {
-					n, err := io.ReadFull(rs[i], dsts[i][:min(piece, per-got)])
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					got += n
-				}
-			})
-		}
-		wg.Wait()
-	}
-	b.StopTimer()
-	reportLoss(b, conns...)
-	report(b, start, cpu0, int64(size), int64(k*per), 1)
+	pump(b, ws, rs, conns, size, size/k, 1)
 }

@@ -19,8 +19,8 @@ var forbidden = []struct {
 	{"model", []string{mod + "transport", mod + "ring", mod + "collective", mod + "membership", mod + "train", mod + "optim", mod + "data"}},
 	{"optim", []string{mod + "transport", mod + "ring", mod + "collective", mod + "membership", mod + "train", mod + "data"}},
 	{"data", []string{mod + "transport", mod + "ring", mod + "collective", mod + "membership", mod + "train", mod + "model"}},
-	{"ring", []string{mod + "collective", mod + "membership", mod + "train", mod + "transport/quic", mod + "transport/mem", mod + "internal/wire", "github.com/quic-go"}},
-	{"collective", []string{mod + "membership", mod + "train", mod + "transport/quic", mod + "internal/wire", "github.com/quic-go", "github.com/hashicorp/memberlist"}},
+	{"ring", []string{mod + "collective", mod + "membership", mod + "train", mod + "transport/quic", mod + "transport/tcp", mod + "transport/mem", mod + "internal/wire", "github.com/quic-go"}},
+	{"collective", []string{mod + "membership", mod + "train", mod + "transport/quic", mod + "transport/tcp", mod + "internal/wire", "github.com/quic-go", "github.com/hashicorp/memberlist"}},
 	{"membership", []string{mod + "collective", mod + "ring", mod + "train", mod + "internal/wire"}},
 	{"half", []string{strings.TrimSuffix(mod, "/")}}, // numeric conversions only: nothing of ours
 	{"transport", []string{mod + "ring", mod + "collective", mod + "membership", mod + "train"}},

@@ -42,6 +42,11 @@ type Config struct {
 
 	// Endpoint carries control messages and state sync.
 	Endpoint transport.Endpoint
+	// DataEndpoint, if set, is the endpoint the epoch's collectives run
+	// on when it is not Endpoint (a node whose gradients travel over
+	// TCP): the failure detector's verdicts fail its operations too
+	// (when it implements transport.PeerFailer).
+	DataEndpoint transport.Endpoint
 	// MinMembers is the size of the first epoch: the lowest node waits for
 	// this many compatible nodes before proposing epoch 1.
 	MinMembers int

@@ -31,16 +31,20 @@ var ErrDeclaredDead = errors.New("gossip declared the peer dead")
 // memberlist reports deaths from its event path while it holds its node
 // lock, so the report only records the peer; failLoop makes the calls.
 type failer struct {
-	ep   peerFailer // nil: the endpoint cannot fail peers (the death is only logged)
+	eps  []peerFailer // empty: no endpoint can fail peers (the death is only logged)
 	wake chan struct{}
 
 	mu      sync.Mutex
 	pending map[string]error
 }
 
-func newFailer(ep any) *failer {
+func newFailer(eps ...any) *failer {
 	f := &failer{wake: make(chan struct{}, 1), pending: make(map[string]error)}
-	f.ep, _ = ep.(peerFailer)
+	for _, ep := range eps {
+		if pf, ok := ep.(peerFailer); ok && pf != nil {
+			f.eps = append(f.eps, pf)
+		}
+	}
 	return f
 }
 
@@ -87,12 +91,14 @@ func (m *Member) failLoop() {
 			m.mu.Lock()
 			epoch := m.meta.Epoch
 			m.mu.Unlock()
-			if m.fail.ep == nil {
+			if len(m.fail.eps) == 0 {
 				m.log.Info("peer gone", "peer", id, "epoch", epoch, "cause", cause)
 				continue
 			}
 			m.log.Info("peer gone: aborting its operations", "peer", id, "epoch", epoch, "cause", cause)
-			m.fail.ep.FailPeer(id, cause)
+			for _, ep := range m.fail.eps {
+				ep.FailPeer(id, cause)
+			}
 		}
 	}
 }

@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		lost:      make(chan string, 256),
 		metaDirty: make(chan struct{}, 1),
 		leaveReq:  make(chan struct{}),
-		fail:      newFailer(cfg.Endpoint),
+		fail:      newFailer(cfg.Endpoint, cfg.DataEndpoint),
 		queues:    make(map[string]chan []byte),
 		peers:     make(map[string]*Peer),
 		watches:   make(map[*deathWatch]struct{}),

@@ -31,11 +31,11 @@ func TestConfigFromMap(t *testing.T) {
 			"seeds": "10.0.0.1:7946, 10.0.0.2:7946,", "listen": "0.0.0.0:7946", "advertise": "node1:7946",
 			"quic-listen": "0.0.0.0:7947", "quic-advertise": "10.0.0.3:7947", "node-id": "n1",
 			"secret": "sixteen-byte-key", "insecure": "true", "min-peers": "4", "chunk-bytes": "65536",
-			"op-timeout": "90s", "fingerprint": "abc",
+			"op-timeout": "90s", "fingerprint": "abc", "transport": "quic",
 		}, want: Config{
 			ID: "n1", Seeds: []string{"10.0.0.1:7946", "10.0.0.2:7946"}, Listen: "0.0.0.0:7946", Advertise: "node1:7946",
 			QUICListen: "0.0.0.0:7947", QUICAdvertise: "10.0.0.3:7947", Secret: []byte("sixteen-byte-key"), Insecure: true,
-			MinPeers: 4, ChunkBytes: 65536, OpTimeout: 90 * time.Second, Fingerprint: "abc",
+			MinPeers: 4, ChunkBytes: 65536, OpTimeout: 90 * time.Second, Fingerprint: "abc", Transport: "quic",
 		}},
 		{name: "empty values are unset", kv: map[string]string{"seeds": " ", "secret": "", "insecure": "", "min-peers": " "}, want: Config{}},
 		{name: "secret file trimmed", kv: map[string]string{"secret-file": secretFile}, want: Config{Secret: []byte("a secret from a file")}},
@@ -47,6 +47,7 @@ func TestConfigFromMap(t *testing.T) {
 		{name: "unknown key", kv: map[string]string{"seed": "x:1"}, wantErr: []string{`seed "x:1": unknown key`, "known: seeds"}},
 		{name: "bad numbers", kv: map[string]string{"min-peers": "0", "chunk-bytes": "big", "op-timeout": "-1s"},
 			wantErr: []string{`min-peers "0": must be at least 1`, `chunk-bytes "big"`, `op-timeout "-1s": must be positive`}},
+		{name: "bad transport", kv: map[string]string{"transport": "udp"}, wantErr: []string{`transport "udp": "udp": want tcp or quic`}},
 		{name: "bad bool", kv: map[string]string{"insecure": "maybe"}, wantErr: []string{`insecure "maybe"`}},
 		{name: "bad address", kv: map[string]string{"listen": "7946", "quic-advertise": "h:99999"}, wantErr: []string{`listen "7946"`, "bad port"}},
 	}

@@ -70,7 +70,8 @@ const (
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	ep       *quic.Endpoint
+	ep       *quic.Endpoint // control plane: membership messages, state sync
+	data     dataPlane      // the collectives' endpoint: ep itself, or TCP
 	mem      *membership.Member
 	quicAddr string
 	leave    atomic.Bool
@@ -123,14 +124,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// backstop behind gossip's (which declares a dead peer within about
 	// 1.5 s and aborts the steps waiting on it, see AbortOnDeath): on a
 	// loaded machine a shorter one risked false losses.
-	ep, err := quic.Listen(quic.Config{ID: cfg.ID, Secret: sec, ListenAddr: cfg.QUICListen, Logger: cfg.Logger.With("component", "quic"),
-		KeepAlive: quicKeepAlive, IdleTimeout: quicIdleTimeout, IdleClose: quicIdleClose})
+	ep, data, err := listenPlanes(cfg, sec, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: start: %w", cfg.ID, err)
 	}
+	closeEps := func() {
+		if data != dataPlane(ep) {
+			data.Close()
+		}
+		ep.Close()
+	}
 	quicAddr, err := advertised(cfg.QUICAdvertise, cfg.Advertise, ep.Addr())
 	if err != nil {
-		ep.Close()
+		closeEps()
 		return nil, fmt.Errorf("node %s: start: QUIC advertise address: %w", cfg.ID, err)
 	}
 
@@ -150,13 +156,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mc.Seeds = cfg.Seeds
 	mc.GossipKey = cluster.GossipKey()
 	mc.Endpoint = ep
+	if data != dataPlane(ep) {
+		mc.DataEndpoint = data
+	}
 	mc.MinMembers = cfg.MinPeers
 	mc.Snapshot, mc.Restore = cfg.Snapshot, cfg.Restore
 	mc.Held = membership.Epoch{Number: cfg.Held.Number, Members: slices.Clone(cfg.Held.Members)}
 	if cfg.StateFile != "" {
 		hard, err := readStateFile(cfg.StateFile)
 		if err != nil {
-			ep.Close()
+			closeEps()
 			return nil, fmt.Errorf("node %s: start: %w", cfg.ID, err)
 		}
 		mc.Hard = hard
@@ -167,16 +176,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		for _, p := range r.Peers {
 			if p.QUICAddr != "" && p.ID != cfg.ID {
 				ep.AddPeer(p.ID, p.QUICAddr)
+				if data != dataPlane(ep) {
+					data.AddPeer(p.ID, p.QUICAddr) // the same port number, on TCP
+				}
 			}
 		}
 	}
 	mc.Logger = cfg.Logger.With("component", "membership")
 	mem, err := membership.New(ctx, mc)
 	if err != nil {
-		ep.Close()
+		closeEps()
 		return nil, fmt.Errorf("node %s: start: %w", cfg.ID, err)
 	}
-	return &Node{cfg: cfg, log: log, ep: ep, mem: mem, quicAddr: quicAddr}, nil
+	return &Node{cfg: cfg, log: log, ep: ep, data: data, mem: mem, quicAddr: quicAddr}, nil
 }
 
 // Boundary is called between steps, and once before the first one (Done
@@ -210,8 +222,12 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 		// A new epoch: stale chunks of aborted operations in older
 		// epochs are refused and freed from now on.
 		n.ep.SetEpoch(out.Epoch.Number)
-		n.ep.KeepOpen(ringNeighbours(out.Epoch.Members, n.cfg.ID)...)
-		g, err := collective.New(ctx, collective.Config{Endpoint: n.ep, Members: out.Epoch.Members, Epoch: out.Epoch.Number,
+		if n.data == dataPlane(n.ep) {
+			n.ep.KeepOpen(ringNeighbours(out.Epoch.Members, n.cfg.ID)...)
+		} else {
+			n.data.SetEpoch(out.Epoch.Number)
+		}
+		g, err := collective.New(ctx, collective.Config{Endpoint: n.data, Members: out.Epoch.Members, Epoch: out.Epoch.Number,
 			ChunkBytes: n.cfg.ChunkBytes, Timeout: n.cfg.OpTimeout})
 		if err != nil {
 			err = fmt.Errorf("node %s: epoch %d: connect the ring: %w", n.cfg.ID, out.Epoch.Number, err)
@@ -261,7 +277,7 @@ func (n *Node) Held() membership.Epoch {
 // Connections returns the peers this node holds a live QUIC connection to
 // (its ring neighbours and its epoch's coordinator in steady state; see
 // membership). Safe from any goroutine.
-func (n *Node) Connections() []string { return n.ep.Connected() }
+func (n *Node) Connections() []string { return connectedUnion(n.ep, n.data) }
 
 // ID is this node's ID.
 func (n *Node) ID() string { return n.cfg.ID }
@@ -278,7 +294,11 @@ func (n *Node) QUICAddr() string { return n.quicAddr }
 // call's result.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		err := errors.Join(n.mem.Close(), n.ep.Close())
+		err := n.mem.Close()
+		if n.data != dataPlane(n.ep) {
+			err = errors.Join(err, n.data.Close())
+		}
+		err = errors.Join(err, n.ep.Close())
 		if err != nil {
 			n.closeErr = fmt.Errorf("node %s: close: %w", n.cfg.ID, err)
 		}

@@ -105,8 +105,8 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	fs.IntVar(&f.warmup, "warmup", 1, "untimed rounds per size")
 	fs.IntVar(&f.iters, "iters", 5, "timed rounds per size (the median is reported)")
 	fs.StringVar(&f.links, "links", "loopback", "loopback, or a tc rate such as 40mbit: every peer in its own network namespace behind a tbf-shaped link (needs root)")
-	fs.StringVar(&f.transport, "transport", "quic", "quic (one process per peer) or mem (all peers in this process over transport/mem, links rate-limited by mem.Link)")
-	systems := fs.String("systems", "ringtrain,ps,openmpi,gloo", "systems to measure (openmpi and gloo need --transport quic and are skipped when not installed)")
+	fs.StringVar(&f.transport, "transport", "quic", "quic or tcp (one process per peer, over transport/quic or transport/tcp), or mem (all peers in this process over transport/mem, links rate-limited by mem.Link)")
+	systems := fs.String("systems", "ringtrain,ps,openmpi,gloo", "systems to measure (openmpi and gloo need --transport quic or tcp and are skipped when not installed)")
 	fs.IntVar(&f.servers, "servers", 1, "parameter servers P")
 	chunk := fs.String("chunk", "256KiB", "ringtrain chunk size")
 	psChunk := fs.String("ps-chunk", "1MiB", "parameter-server message size")
@@ -159,8 +159,8 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 			return nil, fmt.Errorf("unknown system %q", s)
 		}
 	}
-	if f.transport != "quic" && f.transport != "mem" {
-		return nil, fmt.Errorf("--transport must be quic or mem, not %q", f.transport)
+	if f.transport != "quic" && f.transport != "tcp" && f.transport != "mem" {
+		return nil, fmt.Errorf("--transport must be quic, tcp or mem, not %q", f.transport)
 	}
 	if f.links != "loopback" {
 		if _, err := netns.ParseRate(f.links); err != nil {
@@ -278,7 +278,7 @@ func allReduceMem(ctx context.Context, f *allReduceFlags, spec measureSpec) ([]R
 	var rows []Row
 	for _, sys := range []string{"openmpi", "gloo"} {
 		if f.systems[sys] {
-			fmt.Printf("# %s: skipped, it needs --transport quic (real sockets)\n", sys)
+			fmt.Printf("# %s: skipped, it needs --transport quic or tcp (real sockets)\n", sys)
 		}
 	}
 	if f.systems["ps"] && rate > 0 {
@@ -374,11 +374,11 @@ func allReduceProcs(ctx context.Context, f *allReduceFlags, spec measureSpec) (r
 			slots = append(slots, maxN+i)
 		}
 		for _, j := range f.jobs() {
-			workers, cpu, err := runProcJob(ctx, cl, exe, f.roles(j, n), slots, spec, f.profileDir)
+			workers, cpu, err := runProcJob(ctx, cl, exe, f.transport, f.roles(j, n), slots, spec, f.profileDir)
 			if err != nil {
 				return rows, fmt.Errorf("%s n=%d: %w", j.name(), n, err)
 			}
-			rows = append(rows, withRef(rowsFrom(j, "quic", f, n, spec, workers, cpu))...)
+			rows = append(rows, withRef(rowsFrom(j, f.transport, f, n, spec, workers, cpu))...)
 		}
 		for _, pr := range []*peers.Runner{mpi, gloo} {
 			if pr == nil {

@@ -40,7 +40,7 @@ func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, 
 // runProcJob runs one job with one process per participant, placed on the
 // cluster's slots (participant i on slot slots[i]). It returns the workers'
 // results and the CPU time per size summed over all participants.
-func runProcJob(ctx context.Context, cl *cluster.Cluster, exe string, roles []roleSpec, slots []int, spec measureSpec, profileDir string) ([]measureResult, []float64, error) {
+func runProcJob(ctx context.Context, cl *cluster.Cluster, exe, transportName string, roles []roleSpec, slots []int, spec measureSpec, profileDir string) ([]measureResult, []float64, error) {
 	addrs := map[string]string{}
 	for i, r := range roles {
 		a, err := cl.Addr(slots[i], 0)
@@ -64,7 +64,7 @@ func runProcJob(ctx context.Context, cl *cluster.Cluster, exe string, roles []ro
 		if err != nil {
 			return nil, nil, err
 		}
-		ws := cluster.Spec{Job: JobName, ID: r.id(), Addrs: addrs, Secret: sec, Timeout: total, Args: args}
+		ws := cluster.Spec{Job: JobName, ID: r.id(), Addrs: addrs, Secret: sec, Transport: transportName, Timeout: total, Args: args}
 		if profileDir != "" {
 			ws.Profile = filepath.Join(profileDir, fmt.Sprintf("cpu-%s-n%d-%s.pprof", r.name(), len(r.Workers), r.id()))
 		}

@@ -25,6 +25,8 @@ type Spec struct {
 	ID     string            `json:"id"`     // this peer's node ID, a key of Addrs
 	Addrs  map[string]string `json:"addrs"`  // node ID -> host:port
 	Secret string            `json:"secret"` // the run's cluster secret (hex, NewSecret)
+	// Transport names the endpoint (NewEndpoint): "quic" (or empty) or "tcp".
+	Transport string `json:"transport,omitempty"`
 	// Timeout bounds the whole process, so that a lost driver never leaves
 	// a worker behind.
 	Timeout time.Duration `json:"timeout"`
@@ -70,7 +72,7 @@ func RunWorker(ctx context.Context, args []string, jobs map[string]Job) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
-	ep, err := NewQUICEndpoint(ctx, spec.ID, spec.Addrs, spec.Secret)
+	ep, err := NewEndpoint(ctx, spec.Transport, spec.ID, spec.Addrs, spec.Secret)
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", spec.ID, err)
 	}

@@ -1,0 +1,45 @@
+package cluster
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/transport/tcp"
+)
+
+// NewTCPEndpoint makes this worker's transport/tcp endpoint (mutual TLS 1.3
+// over TCP from the run's cluster secret), listening on addrs[id] and
+// knowing every other node's address.
+func NewTCPEndpoint(ctx context.Context, id string, addrs map[string]string, secretHex string) (transport.Endpoint, error) {
+	raw, err := hex.DecodeString(secretHex)
+	if err != nil {
+		return nil, fmt.Errorf("cluster secret: %w", err)
+	}
+	peers := map[string]string{}
+	for p, a := range addrs {
+		if p != id {
+			peers[p] = a
+		}
+	}
+	ep, err := tcp.Listen(tcp.Config{ID: id, Secret: raw, ListenAddr: addrs[id], Peers: peers})
+	if err != nil {
+		return nil, err
+	}
+	// Collectives and the parameter server run in epoch 1.
+	ep.SetEpoch(1)
+	return ep, nil
+}
+
+// NewEndpoint makes the endpoint of the named transport: "quic" (also the
+// empty name, for specs that predate the choice) or "tcp".
+func NewEndpoint(ctx context.Context, transportName, id string, addrs map[string]string, secretHex string) (transport.Endpoint, error) {
+	switch transportName {
+	case "", "quic":
+		return NewQUICEndpoint(ctx, id, addrs, secretHex)
+	case "tcp":
+		return NewTCPEndpoint(ctx, id, addrs, secretHex)
+	}
+	return nil, fmt.Errorf("unknown transport %q (want quic or tcp)", transportName)
+}

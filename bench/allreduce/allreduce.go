@@ -105,7 +105,7 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	fs.IntVar(&f.warmup, "warmup", 1, "untimed rounds per size")
 	fs.IntVar(&f.iters, "iters", 5, "timed rounds per size (the median is reported)")
 	fs.StringVar(&f.links, "links", "loopback", "loopback, or a tc rate such as 40mbit: every peer in its own network namespace behind a tbf-shaped link (needs root)")
-	fs.StringVar(&f.transport, "transport", "quic", "quic or tcp (one process per peer, over transport/quic or transport/tcp), or mem (all peers in this process over transport/mem, links rate-limited by mem.Link)")
+	fs.StringVar(&f.transport, "transport", "tcp", "tcp (the trainer's default) or quic (one process per peer, over transport/quic or transport/tcp), or mem (all peers in this process over transport/mem, links rate-limited by mem.Link)")
 	systems := fs.String("systems", "ringtrain,ps,openmpi,gloo", "systems to measure (openmpi and gloo need --transport quic or tcp and are skipped when not installed)")
 	fs.IntVar(&f.servers, "servers", 1, "parameter servers P")
 	chunk := fs.String("chunk", "256KiB", "ringtrain chunk size")

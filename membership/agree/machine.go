@@ -538,6 +538,13 @@ func (m *Machine) onReport(r Msg) {
 			m.send(Msg{Kind: Commit, To: r.From, Base: held - 1, Value: v.clone()})
 			return
 		}
+		if v := m.decided[r.Epoch]; v != nil && r.Epoch >= held && v.Epoch.Has(r.From) {
+			// We learnt the successor of its epoch without being a member
+			// (a proposer that adopted a value leaving it out): it missed
+			// the commit, and we may be the only one that can resend it.
+			m.send(Msg{Kind: Commit, To: r.From, Base: r.Epoch, Value: v.clone()})
+			return
+		}
 		if m.active && m.hard.Held.Has(r.From) && r.Epoch < held {
 			return // sent before it was admitted to our epoch
 		}

@@ -30,6 +30,10 @@
 // the members is lost it is the only node that knows the value was
 // decided, while its own acceptor refuses every other round for that base
 // (seeds 36231 and 79569: the members waited for good).
+// A leaver excluded by a decided value lingers until a member shows it
+// applied it, for the same reason; the value is durable (HardState.Left),
+// since a leaver that restarted and forgot it would leave at once, and
+// with it the only knowledge of the decision (seeds 417509 and 614466).
 //
 // A first epoch (base 0) needs every candidate's promise and acceptance;
 // candidates are fresh nodes (they never held an epoch), at least

@@ -71,7 +71,7 @@ func checkHardState(h HardState) error {
 	for _, v := range []struct {
 		name string
 		v    *agree.Value
-	}{{"made", h.Made}, {"accepted", h.Accepted}} {
+	}{{"made", h.Made}, {"accepted", h.Accepted}, {"left", h.Left}} {
 		if v.v == nil {
 			continue
 		}
@@ -87,8 +87,8 @@ func checkHardState(h HardState) error {
 			return fmt.Errorf("%w: ballot by %q", ErrHardState, b.By)
 		}
 	}
-	if h.Held.Number == 0 && (h.Made != nil || h.Amnesiac) {
-		return fmt.Errorf("%w: no held epoch, but a value that made it or an amnesiac mark", ErrHardState)
+	if h.Held.Number == 0 && (h.Made != nil || h.Left != nil || h.Amnesiac) {
+		return fmt.Errorf("%w: no held epoch, but a value that made it, a value that left it or an amnesiac mark", ErrHardState)
 	}
 	return nil
 }

@@ -21,6 +21,8 @@ func TestHardStateRoundTrip(t *testing.T) {
 		{"full", HardState{Held: e3, Made: &agree.Value{Epoch: e3, Step: 17, Source: "node-1", Targets: []string{"node-0"}},
 			Promised: agree.Ballot{N: 5, By: "node-2"}, AccBallot: agree.Ballot{N: 4, By: "node-0"}, Accepted: &agree.Value{Epoch: e4, Step: 20}}},
 		{"amnesiac", HardState{Held: e3, Amnesiac: true, Promised: agree.Ballot{N: 1, By: "node-1"}}},
+		{"left", HardState{Held: e3, Promised: agree.Ballot{N: 5, By: "node-1"}, AccBallot: agree.Ballot{N: 5, By: "node-1"},
+			Accepted: &agree.Value{Epoch: e4, Step: 20}, Left: &agree.Value{Epoch: e4, Step: 20, Source: "node-0", Targets: []string{"node-2"}}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -54,6 +56,8 @@ func TestHardStateRejects(t *testing.T) {
 		{"duplicate", `{"version":1,"state":{"Held":{"Number":2,"Members":["a","a"]}}}`, "not a sorted set"},
 		{"empty ID", `{"version":1,"state":{"Held":{"Number":2,"Members":[""]}}}`, "bad member ID"},
 		{"made without held", `{"version":1,"state":{"Made":{"Epoch":{"Number":1,"Members":["a"]}}}}`, "no held epoch"},
+		{"left without held", `{"version":1,"state":{"Left":{"Epoch":{"Number":1,"Members":["a"]}}}}`, "no held epoch"},
+		{"bad left", `{"version":1,"state":{"Held":{"Number":1,"Members":["a"]},"Left":{"Epoch":{"Number":2,"Members":["b","a"]}}}}`, "left epoch 2"},
 		{"bad accepted", `{"version":1,"state":{"Held":{"Number":1,"Members":["a"]},"Accepted":{"Epoch":{"Number":2,"Members":["b","a"]}}}}`, "accepted epoch 2"},
 		{"too large", strings.Repeat(" ", maxHardState+1), "at most"},
 	}

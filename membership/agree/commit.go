@@ -30,6 +30,7 @@ func (m *Machine) onCommit(c Msg) {
 		m.resetRound()
 		if m.leaving {
 			m.leftBy, m.leftAt = v.clone(), m.now // process finishes the leave
+			m.hard.Left, m.dirty = v.clone(), true
 		}
 		return // excluded: wait to be admitted
 	}

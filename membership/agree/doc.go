@@ -24,6 +24,16 @@
 // value that may have been decided is never replaced: at most one
 // successor per base, and its number is the base's plus one. The decided
 // value is committed to the acceptors, the new members and the reporters.
+// A node that learnt the decision resends it to a member of the successor
+// that reports from the base, even when it is not a member itself: a
+// proposer may adopt a value that leaves it out, and when every commit to
+// the members is lost it is the only node that knows the value was
+// decided, while its own acceptor refuses every other round for that base
+// (seeds 36231 and 79569: the members waited for good).
+// A leaver excluded by a decided value lingers until a member shows it
+// applied it, for the same reason; the value is durable (HardState.Left),
+// since a leaver that restarted and forgot it would leave at once, and
+// with it the only knowledge of the decision (seeds 417509 and 614466).
 //
 // A first epoch (base 0) needs every candidate's promise and acceptance;
 // candidates are fresh nodes (they never held an epoch), at least
@@ -57,11 +67,11 @@
 // making it (HardState.Made) cannot be told from a newcomer that missed
 // its admission, nor, for a first epoch, from a member that never
 // accepted the value a proposer adopted; dropping that resend stalls
-// those (seeds 2168 and 32098). So it re-applies the epoch with empty
-// acceptor state and votes again, without FlagAll: the lost-disk gap in
-// the guarantees, which needs its lost promises to have counted toward
-// a successor that others run out of sight (TestLostDurableState,
-// "residual").
+// those (seeds 2168 and 32098), and the same holds for the resend by a
+// non-member above. So it re-applies the epoch with empty acceptor state
+// and votes again, without FlagAll: the lost-disk gap in the guarantees,
+// which needs its lost promises to have counted toward a successor that
+// others run out of sight (TestLostDurableState, "residual").
 //
 // # Invariants (checked by the simulator in sim_test.go)
 //

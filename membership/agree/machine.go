@@ -66,6 +66,10 @@ type HardState struct {
 	Promised  Ballot // highest ballot promised for base Held.Number
 	AccBallot Ballot // ballot of the accepted value
 	Accepted  *Value // value accepted for base Held.Number, nil if none
+	// Left: the decided successor of Held that excluded this node as it
+	// left. A leaver may be the only node that knows that value was
+	// decided; a restart must keep it lingering and resending it.
+	Left *Value
 	// Amnesiac: Held was learnt from a peer after this node lost its
 	// durable state (a wiped disk), so its promises and acceptances for
 	// Held are gone. It answers only rounds that need every member of
@@ -77,6 +81,7 @@ func (h HardState) clone() HardState {
 	h.Held.Members = slices.Clone(h.Held.Members)
 	h.Accepted = h.Accepted.clone()
 	h.Made = h.Made.clone()
+	h.Left = h.Left.clone()
 	return h
 }
 
@@ -219,6 +224,12 @@ func New(cfg Config) *Machine {
 		retryAt:   -1 << 30,
 	}
 	m.maxN = m.hard.Promised.N
+	if v := m.hard.Left; v != nil {
+		// Excluded before the restart: linger again (see leftBy), and
+		// answer rounds for the held epoch with the decided value.
+		m.leftBy, m.leftAt = v.clone(), 0
+		m.remember(m.hard.Held.Number, v)
+	}
 	return m
 }
 
@@ -536,6 +547,13 @@ func (m *Machine) onReport(r Msg) {
 			// A member of our epoch that missed the commit making it
 			// (we may not run it either: restarted, left behind).
 			m.send(Msg{Kind: Commit, To: r.From, Base: held - 1, Value: v.clone()})
+			return
+		}
+		if v := m.decided[r.Epoch]; v != nil && r.Epoch >= held && v.Epoch.Has(r.From) {
+			// We learnt the successor of its epoch without being a member
+			// (a proposer that adopted a value leaving it out): it missed
+			// the commit, and we may be the only one that can resend it.
+			m.send(Msg{Kind: Commit, To: r.From, Base: r.Epoch, Value: v.clone()})
 			return
 		}
 		if m.active && m.hard.Held.Has(r.From) && r.Epoch < held {

@@ -113,6 +113,16 @@ func TestLivenessSeeds(t *testing.T) {
 		// coordinator that still ran the old one and ignored reports of
 		// a later epoch (found beyond the first 10,000 seeds).
 		{"coordinator that missed its epoch's commit", []uint64{40822, 172157}},
+		// A proposer adopted a first epoch's value that left it out and
+		// decided it; every commit to the members was lost, and it ignored
+		// their join reports while its own acceptor refused any other
+		// first epoch (found in the first 200,000 seeds).
+		{"first epoch decided by a non-member", []uint64{36231, 78244, 79569, 195790, 196135}},
+		// A leaver that proposed its own exclusion crashed while it
+		// lingered; the commit to the last member was lost, and the
+		// restarted leaver, which had forgotten the value, left at once
+		// (found in the first 1,000,000 seeds).
+		{"leaver restarted while it lingered", []uint64{417509, 614466}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

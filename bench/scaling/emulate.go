@@ -334,12 +334,23 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 		}
 		defer func() { err = errors.Join(err, q.Close()) }()
 		emulate, file = q.emulate, "scaling_emulated_quic.json"
+		if o.measureAlpha {
+			cal, err := q.measureAlpha(ctx, o.emuNs, chunk, o.reduceGBs*1e9, o.out, out)
+			if err != nil {
+				return err
+			}
+			o.measuredAlphaUS, o.measuredAlphaByN = cal.AlphaSec*1e6, cal.PerN
+		}
+	}
+	alphaUS := o.alphaUS // the per-run table's
+	if !math.IsNaN(o.measuredAlphaUS) {
+		alphaUS = o.measuredAlphaUS
 	}
 	var runs []sim.Emulated
 	var measured []emuRun
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(out, "Scaled emulation (%s backend, %s steps): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs\n",
-		o.emuBackend, o.emuStep, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats)
+	fmt.Fprintf(out, "Scaled emulation (%s backend, %s steps): %g Gbit/s links and gradients divided by %g, chunk %d B (scaled run), median of %d steps, median of %d runs; simulated with α = %.1f µs\n",
+		o.emuBackend, o.emuStep, o.emuGbit, o.scale, chunk, o.emuSteps, o.emuRepeats, alphaUS)
 	fmt.Fprintln(tw, "gpu\tmodel\tmode\twire\tn\tbuckets\tlink Mbit/s\tgrad MB\tstep ms\timages/s\tefficiency\tsimulated img/s\terror\tcores/peer\tCPU-s/GiB sent\t")
 	for _, gm := range emuPairs(o.emuGPUs, o.emuModels) {
 		gpu, m := gm[0], gm[1]
@@ -376,7 +387,7 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 				if err != nil {
 					return err
 				}
-				net.Ring = sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}
+				net.Ring = sim.Ring{AlphaSec: alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}
 				v, err := sim.Validate(p, e, net)
 				if err != nil {
 					return err

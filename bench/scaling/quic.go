@@ -42,6 +42,8 @@ type emuWorkerSpec struct {
 	Chunk   int      `json:"chunk"`   // ring chunk, bytes on the wire
 	Plan    emuPlan  `json:"plan"`
 	Steps   int      `json:"steps"` // timed steps, after one warm-up step
+	// Calib: the α microbenchmark (calibrate.go) instead of steps.
+	Calib *calibSpec `json:"calib,omitempty"`
 }
 
 // emuWorkerResult is what a peer process measured: the wall time of each
@@ -200,13 +202,17 @@ func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, 
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		return nil, fmt.Errorf("emulate job: %w", err)
 	}
-	if spec.Rank < 0 || spec.Rank >= len(spec.Members) || spec.Steps < 1 || spec.Plan.Floats < 1 {
+	calib := spec.Calib != nil && spec.Calib.Repeats >= 1
+	if spec.Rank < 0 || spec.Rank >= len(spec.Members) || !calib && (spec.Steps < 1 || spec.Plan.Floats < 1) {
 		return nil, fmt.Errorf("emulate job: rank %d of %d, %d steps, %d floats", spec.Rank, len(spec.Members), spec.Steps, spec.Plan.Floats)
 	}
 	g, err := collective.New(ctx, collective.Config{Endpoint: ep, Members: spec.Members, Epoch: 1,
 		ChunkBytes: spec.Chunk, Timeout: emuStepTimeout})
 	if err != nil {
 		return nil, err
+	}
+	if calib {
+		return ringCalib(ctx, g, *spec.Calib)
 	}
 	return emuSteps(ctx, g, spec, cluster.SelfCPU)
 }

@@ -28,6 +28,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -74,9 +76,14 @@ type scalingOpts struct {
 	emuRepeats  int
 	emuChunkKiB float64
 	fitAlpha    bool
-	perNode     int
-	hier        bool
-	intraGBs    float64
+	// measureAlpha: measure α by the microbenchmark (calibrate.go) before
+	// the emulated runs; measuredAlphaUS is its result (NaN: not measured).
+	measureAlpha     bool
+	measuredAlphaUS  float64
+	measuredAlphaByN map[int]float64 // α (s) fitted to each ring size's points alone
+	perNode          int
+	hier             bool
+	intraGBs         float64
 }
 
 // modeWire is one step mode the trainer has: overlap mode and wire dtype.
@@ -142,6 +149,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.scale, "scale", 100, "emulation scale: gradient bytes, chunk and link rate are divided by it")
 	fs.Float64Var(&o.emuChunkKiB, "emu-chunk-kib", sim.DefaultChunkBytes/1024, "ring chunk of the scaled emulated run, KiB (not divided by --scale: the mem backend needs messages ≥ 5 ms on the wire)")
 	fs.BoolVar(&o.fitAlpha, "fit-alpha", false, "also fit the per-chunk overhead to the emulated runs and validate with it")
+	fs.BoolVar(&o.measureAlpha, "measure-alpha", false, "quic-shaped: measure the per-chunk overhead with ring all-reduces of 256 B-512 KiB on the emulation's links before its runs, and validate with it too")
 	fs.IntVar(&o.emuSteps, "emu-steps", 5, "timed steps per emulated configuration (after one warm-up step)")
 	fs.IntVar(&o.emuRepeats, "emu-repeats", 1, "runs per emulated configuration; the run with the median images/s is reported")
 	if err := fs.Parse(args); err != nil {
@@ -174,6 +182,10 @@ func parseScaling(args []string) (scalingOpts, error) {
 	}
 	if o.emuBackend != "mem" && o.emuBackend != "quic-shaped" {
 		return o, fmt.Errorf("--emu-backend %q: want mem or quic-shaped", o.emuBackend)
+	}
+	o.measuredAlphaUS = math.NaN()
+	if o.measureAlpha && (!o.emulate || o.emuBackend != "quic-shaped") {
+		return o, errors.New("--measure-alpha needs --emulate --emu-backend quic-shaped")
 	}
 	if o.emuStep != stepTrainer && o.emuStep != stepBench {
 		return o, fmt.Errorf("--emu-step %q: want %s or %s", o.emuStep, stepTrainer, stepBench)
@@ -366,13 +378,17 @@ func runValidate(o scalingOpts, f *profile.File, out io.Writer) error {
 }
 
 // validateRuns prints the simulator's prediction of each emulated run with
-// --alpha-us and, with --fit-alpha, again with the per-chunk overhead fitted
-// to the runs; it returns the last table's validations.
+// --alpha-us; with --measure-alpha's results, at the measured α and at the
+// α measured on each run's ring size; with --fit-alpha, at the α fitted to
+// the runs (a reference only: fitting to the runs validated is no
+// validation). It returns the validations at the measured α, or else at
+// the last α.
 func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Writer) ([]sim.Validation, error) {
 	prof := func(e sim.Emulated) (profile.Profile, error) { return emuProfile(f, e.GPU, e.Model) }
+	alphaOf := func(sim.Emulated) float64 { return o.alphaUS * 1e-6 }
 	netOf := func(e sim.Emulated) (sim.Net, error) {
 		net, err := emulationNet(e, o.emuCores)
-		net.Ring = sim.Ring{AlphaSec: o.alphaUS * 1e-6, ReduceBytesPerSec: o.reduceGBs * 1e9}
+		net.Ring = sim.Ring{AlphaSec: alphaOf(e), ReduceBytesPerSec: o.reduceGBs * 1e9}
 		return net, err
 	}
 	table := func() ([]sim.Validation, error) {
@@ -396,16 +412,48 @@ func validateRuns(o scalingOpts, f *profile.File, runs []sim.Emulated, out io.Wr
 	}
 	fmt.Fprintf(out, "per-chunk overhead alpha = %g µs\n", o.alphaUS)
 	vs, err := table()
-	if err != nil || !o.fitAlpha {
-		return vs, err
+	if err != nil {
+		return nil, err
 	}
+	measured := !math.IsNaN(o.measuredAlphaUS)
+	if measured {
+		alphaOf = func(sim.Emulated) float64 { return o.measuredAlphaUS * 1e-6 }
+		fmt.Fprintf(out, "\nper-chunk overhead alpha measured by the microbenchmark (--measure-alpha) = %.1f µs\n", o.measuredAlphaUS)
+		if vs, err = table(); err != nil {
+			return nil, err
+		}
+		if len(o.measuredAlphaByN) > 0 {
+			alphaOf = func(e sim.Emulated) float64 {
+				if a, ok := o.measuredAlphaByN[e.N]; ok {
+					return a
+				}
+				return o.measuredAlphaUS * 1e-6
+			}
+			fmt.Fprintf(out, "\nper-chunk overhead alpha measured by the microbenchmark on each run's ring size:")
+			for _, n := range slices.Sorted(maps.Keys(o.measuredAlphaByN)) {
+				fmt.Fprintf(out, " n=%d %.1f µs", n, 1e6*o.measuredAlphaByN[n])
+			}
+			fmt.Fprintln(out)
+			if _, err := table(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !o.fitAlpha {
+		return vs, nil
+	}
+	alphaOf = func(sim.Emulated) float64 { return o.alphaUS * 1e-6 }
 	alpha, err := sim.FitAlpha(runs, prof, netOf, 10e-3)
 	if err != nil {
 		return nil, err
 	}
-	o.alphaUS = alpha * 1e6
-	fmt.Fprintf(out, "\nper-chunk overhead alpha fitted to these runs = %.1f µs\n", o.alphaUS)
-	return table()
+	alphaOf = func(sim.Emulated) float64 { return alpha }
+	fmt.Fprintf(out, "\nper-chunk overhead alpha fitted to these runs = %.1f µs (a reference only: fitted to the runs it validates)\n", alpha*1e6)
+	fitted, err := table()
+	if err != nil || measured {
+		return vs, err
+	}
+	return fitted, nil
 }
 
 // emulationNet is the network model of an emulated run's backend: its

@@ -27,6 +27,8 @@ func TestParseScalingRejects(t *testing.T) {
 		{"bad cores", []string{"--cores", "many"}},
 		{"bad mode", []string{"--modes", "sometimes"}},
 		{"stray argument", []string{"--simulate", "now"}},
+		{"measure alpha without emulation", []string{"--measure-alpha", "--simulate"}},
+		{"measure alpha on mem", []string{"--emulate", "--measure-alpha"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := parseScaling(tc.args); err == nil {

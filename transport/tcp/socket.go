@@ -54,14 +54,25 @@ func (b *bufConn) flush() error {
 	return b.bw.Flush()
 }
 
+// congestion is the congestion control every connection asks for. A ring
+// keeps each link busy with one long flow that pauses at step boundaries;
+// with BBR (this machine's default, as on many hosts) 4 peers on 40 Mbit/s
+// tbf links reached 92.3% and 93.1% of raw quic-go goodput, with CUBIC
+// 98.3% twice (go run ./bench allreduce --links 40mbit --n 4 --sizes 16MiB
+// --iters 3 --systems ringtrain). CUBIC is in every Linux kernel's allowed
+// list, so no privilege is needed.
+const congestion = "cubic"
+
 // tune sets the options every connection gets: no Nagle delay (frames are
-// batched by flush already), keep-alive probes every second and
-// TCP_USER_TIMEOUT, so that a silent link is declared lost after
-// userTimeout whether or not data is waiting to be acknowledged.
+// batched by flush already), CUBIC congestion control (best effort),
+// keep-alive probes every second and TCP_USER_TIMEOUT, so that a silent
+// link is declared lost after userTimeout whether or not data is waiting
+// to be acknowledged.
 func tune(c *net.TCPConn, userTimeout time.Duration) error {
 	if err := c.SetNoDelay(true); err != nil {
 		return err
 	}
+	setCongestion(c, congestion)
 	count := max(int(userTimeout/keepAlivePeriod), 1)
 	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: keepAlivePeriod, Interval: keepAlivePeriod, Count: count}); err != nil {
 		return err

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/ringtrain/ringtrain/transport"
@@ -13,15 +12,9 @@ import (
 // over TCP from the run's cluster secret), listening on addrs[id] and
 // knowing every other node's address.
 func NewTCPEndpoint(ctx context.Context, id string, addrs map[string]string, secretHex string) (transport.Endpoint, error) {
-	raw, err := hex.DecodeString(secretHex)
+	raw, peers, err := endpointArgs(id, addrs, secretHex)
 	if err != nil {
-		return nil, fmt.Errorf("cluster secret: %w", err)
-	}
-	peers := map[string]string{}
-	for p, a := range addrs {
-		if p != id {
-			peers[p] = a
-		}
+		return nil, err
 	}
 	ep, err := tcp.Listen(tcp.Config{ID: id, Secret: raw, ListenAddr: addrs[id], Peers: peers})
 	if err != nil {

@@ -1,6 +1,6 @@
 package scaling
 
-// --measure-alpha: the per-chunk overhead of the quic-shaped emulation,
+// --measure-alpha: the per-chunk overhead of the shaped emulation,
 // measured by its own microbenchmark instead of fitted to the runs it
 // validates. On the same namespaces, links and peer processes as the
 // emulated steps, every ring size of --emu-n runs back-to-back ring
@@ -77,7 +77,7 @@ func ringCalib(ctx context.Context, g *collective.Group, spec calibSpec) (calibR
 
 // measureRing runs the microbenchmark on a ring of n peer processes and
 // returns rank 0's median time of each size.
-func (q *quicEmulator) measureRing(ctx context.Context, n, chunk int) ([]sim.RingPoint, error) {
+func (q *shapedEmulator) measureRing(ctx context.Context, n, chunk int) ([]sim.RingPoint, error) {
 	ctx, cancel := context.WithTimeout(ctx, emuTimeout)
 	defer cancel()
 	members := make([]string, n)
@@ -110,13 +110,13 @@ func (q *quicEmulator) measureRing(ctx context.Context, n, chunk int) ([]sim.Rin
 		}
 		names[r] = fmt.Sprintf("alpha microbenchmark n=%d rank %d", n, r)
 		if cmds[r], err = q.cl.WorkerCmd(ctx, r, q.exe, cluster.Spec{Job: JobName, ID: members[r], Addrs: addrs,
-			Secret: sec, Timeout: timeout, Args: b}); err != nil {
+			Transport: q.transport, Secret: sec, Timeout: timeout, Args: b}); err != nil {
 			return nil, err
 		}
 		out[r] = &results[r]
 	}
 	if err := cluster.RunProcs(ctx, names, cmds, out); err != nil {
-		return nil, fmt.Errorf("alpha microbenchmark n=%d over quic-shaped links: %w", n, err)
+		return nil, fmt.Errorf("alpha microbenchmark n=%d over %s links: %w", n, q.backend, err)
 	}
 	return calibPoints(n, cs, results[0])
 }
@@ -153,7 +153,7 @@ type alphaCalibration struct {
 // measureAlpha runs the microbenchmark for every ring size of ns (≥ 2),
 // fits α over all their points, prints the points and the fit and writes
 // them to dir/alpha_calibration.json.
-func (q *quicEmulator) measureAlpha(ctx context.Context, ns []int, chunk int, reduceBytesPerSec float64, dir string, out io.Writer) (alphaCalibration, error) {
+func (q *shapedEmulator) measureAlpha(ctx context.Context, ns []int, chunk int, reduceBytesPerSec float64, dir string, out io.Writer) (alphaCalibration, error) {
 	net := sim.Net{Ring: sim.Ring{ChunkBytes: float64(chunk), ReduceBytesPerSec: reduceBytesPerSec}}
 	cal := alphaCalibration{PerN: map[int]float64{}}
 	fmt.Fprintf(out, "Per-chunk overhead microbenchmark (--measure-alpha): ring all-reduces of %v B, median of %d, on the emulation's links\n", calibBytes, calibRepeats)

@@ -317,8 +317,8 @@ func sleepUntil(ctx context.Context, deadline time.Time) error {
 
 // runEmulate emulates every --emu-models × --modes × --emu-n configuration,
 // prints the measurements with their efficiency against the emulated single
-// peer, writes them to scaling_emulated.json (quic-shaped:
-// scaling_emulated_quic.json) in --out and prints the simulator's prediction
+// peer, writes them to scaling_emulated.json (the shaped backends:
+// emulatedFile's name) in --out and prints the simulator's prediction
 // of each.
 func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writer) (err error) {
 	chunk := max(4*int(math.Round(o.emuChunkKiB*1024/4)), 4)
@@ -327,13 +327,14 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 		return emuRun{Emulated: e}, err
 	}
 	file := "scaling_emulated.json"
-	if o.emuBackend == "quic-shaped" {
-		q, err := newQUICEmulator(ctx, o.emuGbit*1e9, o.scale, slices.Max(o.emuNs))
+	_, shaped := shapedTransport(o.emuBackend)
+	if shaped {
+		q, err := newShapedEmulator(ctx, o.emuBackend, o.emuGbit*1e9, o.scale, slices.Max(o.emuNs))
 		if err != nil {
 			return err
 		}
 		defer func() { err = errors.Join(err, q.Close()) }()
-		emulate, file = q.emulate, "scaling_emulated_quic.json"
+		emulate, file = q.emulate, emulatedFile(o.emuBackend)+".json"
 		if o.measureAlpha {
 			cal, err := q.measureAlpha(ctx, o.emuNs, chunk, o.reduceGBs*1e9, o.out, out)
 			if err != nil {
@@ -417,12 +418,15 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if o.emuBackend == "quic-shaped" {
+	if shaped {
 		if c, err := fitPeerCPU(measured); err != nil {
 			fmt.Fprintf(out, "transport CPU: %v\n", err)
-		} else if ref, err := sim.FitShaped("quic-shaped", sim.ShapedQUICPoints(), 0, 1); err == nil {
-			fmt.Fprintf(out, "transport CPU fitted to %d runs (cores per peer = fixed + κ·GiB/s sent, as much received): fixed %.3f cores, κ %.1f CPU-s/GiB (the simulator's stream-pair points: fixed %.3f, κ %.1f)\n",
-				c.Runs, c.Fixed, c.Kappa, ref.FixedCores, ref.CPUSecPerGiB)
+		} else {
+			fmt.Fprintf(out, "transport CPU fitted to %d runs (cores per peer = fixed + κ·GiB/s sent, as much received): fixed %.3f cores, κ %.1f CPU-s/GiB", c.Runs, c.Fixed, c.Kappa)
+			if ref, err := emulationNet(sim.Emulated{Backend: o.emuBackend, N: 1}, 1); err == nil {
+				fmt.Fprintf(out, " (the simulator's model of %s: fixed %.3f, κ %.1f)", o.emuBackend, ref.Transport.FixedCores, ref.Transport.CPUSecPerGiB)
+			}
+			fmt.Fprintln(out)
 		}
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
@@ -438,10 +442,10 @@ func runEmulate(ctx context.Context, o scalingOpts, f *profile.File, out io.Writ
 	}
 	fmt.Fprintf(out, "\nValidation: simulator vs emulation (wrote %s; rerun with --validate %s)\n", path, path)
 	vs, err := validateRuns(o, f, runs, out)
-	if err != nil || o.emuBackend != "quic-shaped" {
+	if err != nil || !shaped {
 		return err
 	}
-	pngs, err := plotEmulated(o.out, "scaling_emulated_quic", vs)
+	pngs, err := plotEmulated(o.out, emulatedFile(o.emuBackend), vs)
 	if err != nil {
 		return err
 	}
@@ -473,4 +477,12 @@ func emulateMedian(ctx context.Context, emulate func(context.Context, emuConfig)
 	}
 	slices.SortFunc(runs, func(a, b emuRun) int { return cmp.Compare(a.MeasuredImagesPerSec, b.MeasuredImagesPerSec) })
 	return runs[len(runs)/2], nil
+}
+
+// emulatedFile is the base name of a shaped backend's emulated runs (JSON)
+// and plots: scaling_emulated_quic for quic-shaped, as before tcp-shaped
+// existed, and scaling_emulated_tcp.
+func emulatedFile(backend string) string {
+	tr, _ := shapedTransport(backend)
+	return "scaling_emulated_" + tr
 }

@@ -140,7 +140,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.target, "target", 0.10, "validation target, relative error")
 	fs.Float64Var(&o.emuCores, "emu-cores", 2, "cores of the emulating machine, shared by all peers (--validate)")
 	fs.BoolVar(&o.emulate, "emulate", false, "emulate training steps on real rings (scaled) and validate the simulator against them")
-	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links) or quic-shaped (peer processes over QUIC in tbf-shaped network namespaces; root)")
+	fs.StringVar(&o.emuBackend, "emu-backend", "mem", "emulation backend: mem (in-process transport/mem links), tcp-shaped or quic-shaped (peer processes over transport/tcp, the trainer's default gradient plane, or transport/quic, in tbf-shaped network namespaces; root)")
 	fs.StringVar(&o.emuStep, "emu-step", stepTrainer, "what steps each emulated GPU: trainer (train.Trainer.Step over a model that waits out the profile: the trainer's bucketing and collective calls) or bench (the bench's own step: a collective.Bucketer round driven by the profile)")
 	emuModels := fs.String("emu-models", "resnet50,vgg16", "models to emulate")
 	emuGPUs := fs.String("emu-gpus", "h200", "GPU profiles to emulate: h200, p100 (as --gpus)")
@@ -149,7 +149,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	fs.Float64Var(&o.scale, "scale", 100, "emulation scale: gradient bytes, chunk and link rate are divided by it")
 	fs.Float64Var(&o.emuChunkKiB, "emu-chunk-kib", sim.DefaultChunkBytes/1024, "ring chunk of the scaled emulated run, KiB (not divided by --scale: the mem backend needs messages ≥ 5 ms on the wire)")
 	fs.BoolVar(&o.fitAlpha, "fit-alpha", false, "also fit the per-chunk overhead to the emulated runs and validate with it")
-	fs.BoolVar(&o.measureAlpha, "measure-alpha", false, "quic-shaped: measure the per-chunk overhead with ring all-reduces of 256 B-512 KiB on the emulation's links before its runs, and validate with it too")
+	fs.BoolVar(&o.measureAlpha, "measure-alpha", false, "tcp-shaped, quic-shaped: measure the per-chunk overhead with ring all-reduces of 256 B-512 KiB on the emulation's links before its runs, and validate with it too")
 	fs.IntVar(&o.emuSteps, "emu-steps", 5, "timed steps per emulated configuration (after one warm-up step)")
 	fs.IntVar(&o.emuRepeats, "emu-repeats", 1, "runs per emulated configuration; the run with the median images/s is reported")
 	if err := fs.Parse(args); err != nil {
@@ -180,12 +180,13 @@ func parseScaling(args []string) (scalingOpts, error) {
 	if o.perNode < 1 {
 		return o, fmt.Errorf("--gpus-per-node %d", o.perNode)
 	}
-	if o.emuBackend != "mem" && o.emuBackend != "quic-shaped" {
-		return o, fmt.Errorf("--emu-backend %q: want mem or quic-shaped", o.emuBackend)
+	_, shaped := shapedTransport(o.emuBackend)
+	if o.emuBackend != "mem" && !shaped {
+		return o, fmt.Errorf("--emu-backend %q: want mem, tcp-shaped or quic-shaped", o.emuBackend)
 	}
 	o.measuredAlphaUS = math.NaN()
-	if o.measureAlpha && (!o.emulate || o.emuBackend != "quic-shaped") {
-		return o, errors.New("--measure-alpha needs --emulate --emu-backend quic-shaped")
+	if o.measureAlpha && (!o.emulate || !shaped) {
+		return o, errors.New("--measure-alpha needs --emulate --emu-backend tcp-shaped or quic-shaped")
 	}
 	if o.emuStep != stepTrainer && o.emuStep != stepBench {
 		return o, fmt.Errorf("--emu-step %q: want %s or %s", o.emuStep, stepTrainer, stepBench)
@@ -475,8 +476,13 @@ func emulationNet(e sim.Emulated, cores float64) (sim.Net, error) {
 			return sim.Net{}, fmt.Errorf("validate %s n=%d: %.2f cores per peer cannot carry a stream (fixed cost %.2f)", e.Model, e.N, tr.Cores, tr.FixedCores)
 		}
 		return sim.Net{Transport: tr}, nil
+	case "tcp-shaped":
+		// TLS over TCP: the simulator's tcp-tls cost per byte, the run's
+		// cores shared by its peers.
+		tr, err := sim.TransportPreset("tcp-tls", cores/float64(max(e.N, 1)))
+		return sim.Net{Transport: tr}, err
 	}
-	return sim.Net{}, fmt.Errorf("validate %s n=%d: unknown backend %q (mem, quic-shaped)", e.Model, e.N, e.Backend)
+	return sim.Net{}, fmt.Errorf("validate %s n=%d: unknown backend %q (mem, tcp-shaped, quic-shaped)", e.Model, e.N, e.Backend)
 }
 
 func splitList(s string) []string {

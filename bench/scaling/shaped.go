@@ -1,12 +1,13 @@
 package scaling
 
-// The quic-shaped backend of bench scaling --emulate: every emulated GPU is a
-// separate peer process (bench/cluster's worker subcommand running the
-// "emulate" job, re-executed from the bench binary like bench allreduce's
-// peers) in its own network namespace, joined to the others through
-// tbf-shaped veth links, running the real collective package over
-// transport/quic. The namespaces, the process start-up protocol
-// (READY/GO/result/EXIT) and the QUIC endpoints are bench/cluster's.
+// The shaped backends of bench scaling --emulate, quic-shaped and
+// tcp-shaped: every emulated GPU is a separate peer process (bench/cluster's
+// worker subcommand running the "emulate" job, re-executed from the bench
+// binary like bench allreduce's peers) in its own network namespace, joined
+// to the others through tbf-shaped veth links, running the real collective
+// package over transport/quic or transport/tcp (the trainer's default
+// gradient plane). The namespaces, the process start-up protocol
+// (READY/GO/result/EXIT) and the endpoints are bench/cluster's.
 
 import (
 	"context"
@@ -31,7 +32,7 @@ import (
 // 2-core machine can stall a peer for seconds.
 const emuStepTimeout = time.Minute
 
-// JobName is the worker job of the quic-shaped emulation (cluster.RunWorker).
+// JobName is the worker job of the shaped emulations (cluster.RunWorker).
 const JobName = "emulate"
 
 // emuWorkerSpec is what one emulating peer process needs besides the
@@ -67,12 +68,26 @@ type emuRun struct {
 	CPUPerGiB float64
 }
 
-// quicEmulator runs configurations as peer processes over QUIC on one set of
-// shaped namespaces, reused by every configuration of a run.
-type quicEmulator struct {
-	cl       *cluster.Cluster
-	exe      string
-	linkBits float64 // the shaped (scaled-down) rate, bits per second
+// shapedTransport is the transport (bench/cluster.NewEndpoint's name) of a
+// shaped emulation backend (--emu-backend); false for any other backend.
+func shapedTransport(backend string) (string, bool) {
+	switch backend {
+	case "quic-shaped":
+		return "quic", true
+	case "tcp-shaped":
+		return "tcp", true
+	}
+	return "", false
+}
+
+// shapedEmulator runs configurations as peer processes over one transport on
+// one set of shaped namespaces, reused by every configuration of a run.
+type shapedEmulator struct {
+	backend   string // quic-shaped or tcp-shaped
+	transport string // bench/cluster.NewEndpoint's name for it
+	cl        *cluster.Cluster
+	exe       string
+	linkBits  float64 // the shaped (scaled-down) rate, bits per second
 }
 
 // emuRate is the tc rate that stands for linkBits scaled down by scale, in
@@ -83,15 +98,19 @@ func emuRate(linkBits, scale float64) (string, float64, error) {
 	return s, bits, err
 }
 
-// newQUICEmulator builds namespaces for up to maxN peers, each link shaped to
-// linkBits/scale.
-func newQUICEmulator(ctx context.Context, linkBits, scale float64, maxN int) (*quicEmulator, error) {
+// newShapedEmulator builds namespaces for up to maxN peers, each link shaped
+// to linkBits/scale, for a shaped backend.
+func newShapedEmulator(ctx context.Context, backend string, linkBits, scale float64, maxN int) (*shapedEmulator, error) {
+	tr, ok := shapedTransport(backend)
+	if !ok {
+		return nil, fmt.Errorf("--emu-backend %q: not a shaped backend (quic-shaped, tcp-shaped)", backend)
+	}
 	rate, bits, err := emuRate(linkBits, scale)
 	if err != nil {
 		return nil, err
 	}
 	if maxN > netns.MaxPeers {
-		return nil, fmt.Errorf("quic-shaped emulation: %d peers, at most %d", maxN, netns.MaxPeers)
+		return nil, fmt.Errorf("%s emulation: %d peers, at most %d", backend, maxN, netns.MaxPeers)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -99,20 +118,20 @@ func newQUICEmulator(ctx context.Context, linkBits, scale float64, maxN int) (*q
 	}
 	cl, err := cluster.NewWithConfig(ctx, netns.Config{Peers: max(maxN, 2), Rate: rate, NoBurst: true})
 	if errors.Is(err, netns.ErrNotRoot) {
-		return nil, fmt.Errorf("--emu-backend quic-shaped: %w; without root, --emu-backend mem emulates in one process", err)
+		return nil, fmt.Errorf("--emu-backend %s: %w; without root, --emu-backend mem emulates in one process", backend, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &quicEmulator{cl: cl, exe: exe, linkBits: bits}, nil
+	return &shapedEmulator{backend: backend, transport: tr, cl: cl, exe: exe, linkBits: bits}, nil
 }
 
 // Close removes the namespaces.
-func (q *quicEmulator) Close() error { return q.cl.Close() }
+func (q *shapedEmulator) Close() error { return q.cl.Close() }
 
 // emulate runs c with one peer process per rank and returns rank 0's median
 // step as the measurement, with the CPU all peers used.
-func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error) {
+func (q *shapedEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, emuTimeout)
 	defer cancel()
 	plan := c.plan()
@@ -145,22 +164,22 @@ func (q *quicEmulator) emulate(ctx context.Context, c emuConfig) (emuRun, error)
 		}
 		names[r] = fmt.Sprintf("emulated %s %s n=%d rank %d", c.prof.Model, c.mode, c.n, r)
 		cmds[r], err = q.cl.WorkerCmd(ctx, r, q.exe, cluster.Spec{Job: JobName, ID: members[r], Addrs: addrs,
-			Secret: sec, Timeout: timeout, Args: b})
+			Transport: q.transport, Secret: sec, Timeout: timeout, Args: b})
 		if err != nil {
 			return emuRun{}, err
 		}
 		out[r] = &results[r]
 	}
 	if err := cluster.RunProcs(ctx, names, cmds, out); err != nil {
-		return emuRun{}, fmt.Errorf("emulate %s %s n=%d over quic-shaped links: %w", c.prof.Model, c.mode, c.n, err)
+		return emuRun{}, fmt.Errorf("emulate %s %s n=%d over %s links: %w", c.prof.Model, c.mode, c.n, q.backend, err)
 	}
-	return summarizeQUIC(c, q.linkBits, plan.Floats, results)
+	return summarizeShaped(c, q.backend, q.linkBits, plan.Floats, results)
 }
 
-// summarizeQUIC turns the peers' results into the run's record: rank 0's
+// summarizeShaped turns the peers' results into the run's record: rank 0's
 // median step (as the mem backend reports it) and the CPU per peer over the
 // timed steps.
-func summarizeQUIC(c emuConfig, linkBits float64, floats int, results []emuWorkerResult) (emuRun, error) {
+func summarizeShaped(c emuConfig, backend string, linkBits float64, floats int, results []emuWorkerResult) (emuRun, error) {
 	if len(results) == 0 || len(results[0].StepS) == 0 {
 		return emuRun{}, fmt.Errorf("emulate %s n=%d: no step measured", c.prof.Model, c.n)
 	}
@@ -181,7 +200,7 @@ func summarizeQUIC(c emuConfig, linkBits float64, floats int, results []emuWorke
 	for _, s := range results[0].StepS {
 		wall += s
 	}
-	run := emuRun{Emulated: c.record("quic-shaped", linkBits, float64(c.n*c.prof.BatchPerGPU)/median)}
+	run := emuRun{Emulated: c.record(backend, linkBits, float64(c.n*c.prof.BatchPerGPU)/median)}
 	if wall > 0 {
 		run.CoresPerPeer = cpu / float64(c.n) / wall
 	}
@@ -193,7 +212,7 @@ func summarizeQUIC(c emuConfig, linkBits float64, floats int, results []emuWorke
 }
 
 // Job is one emulated GPU in its own peer process: it joins the ring over
-// the process's QUIC endpoint, then runs warm-up and timed steps (the
+// the process's endpoint, then runs warm-up and timed steps (the
 // plan's stepper: train.Trainer over an emumodel model, or the bench's own
 // emuPeer, whose every step's average is checked exactly), and returns its
 // step times and parameter digest (emuWorkerResult).

@@ -76,7 +76,7 @@ func TestCheckAvg(t *testing.T) {
 	}
 }
 
-func TestSummarizeQUIC(t *testing.T) {
+func TestSummarizeShaped(t *testing.T) {
 	f, err := profile.Load(testProfile)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestSummarizeQUIC(t *testing.T) {
 	c := emuConfig{prof: p, n: 2, scale: 1000, chunkBytes: 4096, mode: "bucketed", bucketBytes: 25e6, steps: 3}
 	// Rank 0's steps 0.25, 0.125, 0.5 s (median 0.25 s, 0.875 s in all);
 	// both peers used 0.875 CPU-s together.
-	run, err := summarizeQUIC(c, 12.5e6, 1<<20, []emuWorkerResult{
+	run, err := summarizeShaped(c, "quic-shaped", 12.5e6, 1<<20, []emuWorkerResult{
 		{StepS: []float64{0.25, 0.125, 0.5}, CPUS: 0.5},
 		{StepS: []float64{0.5, 0.25, 0.125}, CPUS: 0.375},
 	})
@@ -106,23 +106,24 @@ func TestSummarizeQUIC(t *testing.T) {
 	if got := run.CPUPerGiB; got != 0.4375*1024/12 {
 		t.Fatalf("CPU-s per GiB %v, want %v", got, 0.4375*1024/12)
 	}
-	if _, err := summarizeQUIC(c, 12.5e6, 1<<20, []emuWorkerResult{{}}); err == nil {
+	if _, err := summarizeShaped(c, "quic-shaped", 12.5e6, 1<<20, []emuWorkerResult{{}}); err == nil {
 		t.Fatal("no steps: want an error")
 	}
-	_, err = summarizeQUIC(c, 12.5e6, 1<<20, []emuWorkerResult{{StepS: []float64{1}, Digest: 7}, {StepS: []float64{1}, Digest: 8}})
+	_, err = summarizeShaped(c, "quic-shaped", 12.5e6, 1<<20, []emuWorkerResult{{StepS: []float64{1}, Digest: 7}, {StepS: []float64{1}, Digest: 8}})
 	if want := "emulate resnet50 n=2: rank 1's parameters differ from rank 0's (digest 0000000000000008 vs 0000000000000007)"; err == nil || err.Error() != want {
 		t.Fatalf("digests 7 and 8: %v, want %q", err, want)
 	}
 }
 
-// TestQUICEmulation runs real peer processes (this test binary as
-// "emuworker") over QUIC through shaped namespaces. Every worker checks each
-// step's average exactly; here the step must also take at least the compute
-// plus, without overlap, the ring's bytes at the shaped peak rate (which
-// fails if a link bursts or is not shaped). Both step drivers: the real
-// trainer over emumodel (whose peers' digests must agree) and the bench's
-// own step.
-func TestQUICEmulation(t *testing.T) {
+// TestShapedEmulation runs real peer processes (this test binary as
+// "emuworker") over each shaped backend's transport through shaped
+// namespaces. Every worker checks each step's average exactly; here the step
+// must also take at least the compute plus, without overlap, the ring's
+// bytes at the shaped peak rate (which fails if a link bursts or is not
+// shaped). Over QUIC both step drivers: the real trainer over emumodel
+// (whose peers' digests must agree) and the bench's own step; over TCP the
+// trainer, on the cases that differ in ring size, overlap and wire.
+func TestShapedEmulation(t *testing.T) {
 	if err := netns.CheckRoot(); err != nil {
 		t.Skip(err)
 	}
@@ -130,54 +131,111 @@ func TestQUICEmulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	const link, scale = 25e9, 2000
-	q, err := newQUICEmulator(ctx, link, scale, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := q.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	for _, tc := range []struct {
+	type emuCase struct {
 		model, mode string
 		n           int
 		wire        collective.DType
+	}
+	for _, bc := range []struct {
+		backend string
+		drivers []string
+		cases   []emuCase
 	}{
-		{"resnet50", "none", 1, collective.Float32},
-		{"resnet50", "none", 3, collective.Float32},
-		{"vgg16", "bucketed", 2, collective.Float32},
-		{"inception_v3", "bucketed", 3, collective.BFloat16},
+		{"quic-shaped", []string{stepTrainer, stepBench}, []emuCase{
+			{"resnet50", "none", 1, collective.Float32},
+			{"resnet50", "none", 3, collective.Float32},
+			{"vgg16", "bucketed", 2, collective.Float32},
+			{"inception_v3", "bucketed", 3, collective.BFloat16},
+		}},
+		{"tcp-shaped", []string{stepTrainer}, []emuCase{
+			{"resnet50", "none", 3, collective.Float32},
+			{"inception_v3", "bucketed", 3, collective.BFloat16},
+		}},
 	} {
-		for _, driver := range []string{stepTrainer, stepBench} {
-			t.Run(fmt.Sprintf("%s/%s/%s/%v/n=%d", driver, tc.model, tc.mode, tc.wire, tc.n), func(t *testing.T) {
-				p, err := f.Find(tc.model, "")
-				if err != nil {
-					t.Fatal(err)
+		t.Run(bc.backend, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			const link, scale = 25e9, 2000
+			q, err := newShapedEmulator(ctx, bc.backend, link, scale, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := q.Close(); err != nil {
+					t.Error(err)
 				}
-				c := emuConfig{prof: p, n: tc.n, linkBits: link, scale: scale, chunkBytes: 16 << 10,
-					mode: tc.mode, bucketBytes: 25e6, wire: tc.wire, steps: 2, driver: driver}
-				run, err := q.emulate(ctx, c)
-				if err != nil {
-					t.Fatal(err)
+			}()
+			for _, tc := range bc.cases {
+				for _, driver := range bc.drivers {
+					t.Run(fmt.Sprintf("%s/%s/%s/%v/n=%d", driver, tc.model, tc.mode, tc.wire, tc.n), func(t *testing.T) {
+						p, err := f.Find(tc.model, "")
+						if err != nil {
+							t.Fatal(err)
+						}
+						c := emuConfig{prof: p, n: tc.n, linkBits: link, scale: scale, chunkBytes: 16 << 10,
+							mode: tc.mode, bucketBytes: 25e6, wire: tc.wire, steps: 2, driver: driver}
+						run, err := q.emulate(ctx, c)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if run.Backend != bc.backend {
+							t.Fatalf("record's backend %q, want %q", run.Backend, bc.backend)
+						}
+						floats := c.plan().Floats
+						tl := p.Timeline()
+						least := (tl.ForwardMs + tl.BackwardMs + tl.OptimizerMs) / 1000
+						if tc.mode == "none" {
+							bytes := float64(tc.wire.Size()) * float64(floats) * 2 * float64(tc.n-1) / float64(tc.n)
+							least += bytes * 8 / float64(netns.PeakRate(q.linkBits))
+						}
+						step := float64(tc.n*p.BatchPerGPU) / run.MeasuredImagesPerSec
+						if step < least {
+							t.Fatalf("step %.4f s, shorter than compute and wire time %.4f s", step, least)
+						}
+						t.Logf("step %.4f s (lower bound %.4f s), %.3f cores per peer", step, least, run.CoresPerPeer)
+					})
 				}
-				floats := c.plan().Floats
-				tl := p.Timeline()
-				least := (tl.ForwardMs + tl.BackwardMs + tl.OptimizerMs) / 1000
-				if tc.mode == "none" {
-					bytes := float64(tc.wire.Size()) * float64(floats) * 2 * float64(tc.n-1) / float64(tc.n)
-					least += bytes * 8 / float64(netns.PeakRate(q.linkBits))
+			}
+		})
+	}
+}
+
+// TestShapedBackends: each backend's transport, record file and network
+// model, and the error for a backend that is not one.
+func TestShapedBackends(t *testing.T) {
+	for _, tc := range []struct {
+		name, backend, transport, file, model string
+		shaped                                bool
+		cores                                 float64 // of 2, for 2 peers
+	}{
+		{"quic", "quic-shaped", "quic", "scaling_emulated_quic", "quic-shaped", true, 1},
+		{"tcp", "tcp-shaped", "tcp", "scaling_emulated_tcp", "tcp-tls", true, 1},
+		{"mem is not shaped: one process", "mem", "", "", "free", false, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, ok := shapedTransport(tc.backend)
+			if tr != tc.transport || ok != tc.shaped {
+				t.Fatalf("shapedTransport(%q) = %q, %v; want %q, %v", tc.backend, tr, ok, tc.transport, tc.shaped)
+			}
+			if tc.shaped {
+				if got := emulatedFile(tc.backend); got != tc.file {
+					t.Fatalf("emulatedFile(%q) = %q, want %q", tc.backend, got, tc.file)
 				}
-				step := float64(tc.n*p.BatchPerGPU) / run.MeasuredImagesPerSec
-				if step < least {
-					t.Fatalf("step %.4f s, shorter than compute and wire time %.4f s", step, least)
-				}
-				t.Logf("step %.4f s (lower bound %.4f s), %.3f cores per peer", step, least, run.CoresPerPeer)
-			})
-		}
+			}
+			net, err := emulationNet(sim.Emulated{Backend: tc.backend, N: 2}, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if net.Transport.Name != tc.model || net.Transport.Cores != tc.cores {
+				t.Fatalf("network model %q on %v cores, want %q on %v", net.Transport.Name, net.Transport.Cores, tc.model, tc.cores)
+			}
+		})
+	}
+	if _, err := newShapedEmulator(context.Background(), "mem", 25e9, 2000, 2); err == nil || err.Error() != `--emu-backend "mem": not a shaped backend (quic-shaped, tcp-shaped)` {
+		t.Fatalf("mem as a shaped backend: %v", err)
+	}
+	if _, err := emulationNet(sim.Emulated{Backend: "udp", Model: "resnet50", N: 2}, 2); err == nil || err.Error() != `validate resnet50 n=2: unknown backend "udp" (mem, tcp-shaped, quic-shaped)` {
+		t.Fatalf("unknown backend: %v", err)
 	}
 }
 

@@ -52,7 +52,9 @@ func (o scalingOpts) features() []feature {
 		{"4 MiB chunks", func(net *sim.Net, st *sim.Step) error { net.Ring.ChunkBytes = 4 << 20; return nil }},
 		{"64 cores", cores64},
 		{"fp16 grads", fp16},
-		{"tcp-tls cost", func(net *sim.Net, st *sim.Step) error {
+		{"tcp lanes", func(net *sim.Net, st *sim.Step) error {
+			// TLS over several TCP connections per neighbour: the tcp
+			// cost per byte without the one-connection cap.
 			tr, err := sim.TransportPreset("tcp-tls", net.Transport.Cores)
 			net.Transport = tr
 			return err

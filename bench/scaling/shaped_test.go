@@ -209,7 +209,7 @@ func TestShapedBackends(t *testing.T) {
 		cores                                 float64 // of 2, for 2 peers
 	}{
 		{"quic", "quic-shaped", "quic", "scaling_emulated_quic", "quic-shaped", true, 1},
-		{"tcp", "tcp-shaped", "tcp", "scaling_emulated_tcp", "tcp-tls", true, 1},
+		{"tcp", "tcp-shaped", "tcp", "scaling_emulated_tcp", "tcp", true, 1},
 		{"mem is not shaped: one process", "mem", "", "", "free", false, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -132,7 +132,7 @@ func writeSummary(dir string, o scalingOpts, rows []simRow) (string, error) {
 		}
 		fmt.Fprintf(&b, "- `%s %s`: `%s` (%s, %s on the wire)\n", mw.mode, mw.wire, trainerFlags(mw, o.bucketBytes), what, mw.wire)
 	}
-	b.WriteString("\nLimit: L link, Q QUIC CPU, C compute (communication hidden), S parameter-server link, A per-chunk overhead.\n\n")
+	b.WriteString("\nLimit: L link, Q transport CPU (or one connection's cap), C compute (communication hidden), S parameter-server link, A per-chunk overhead.\n\n")
 	table := func(cols []summaryColumn) {
 		b.WriteString("| GPU | model |")
 		for _, c := range cols {

@@ -167,13 +167,25 @@ func (n Net) rate(streams float64, duplex bool) (float64, Limit) {
 	return x, lim
 }
 
+// TCPConnBytesPerSec is what one TLS 1.3 connection over TCP carries per
+// direction with one core at each end: Go's crypto/tls over one loopback
+// connection on the 2-core development VM moved 1,308–1,454 MB/s (at
+// 1.29–1.41 CPU-s/GiB for both ends together, so about one core per end);
+// the middle of that range.
+const TCPConnBytesPerSec = 1.38e9
+
 // TransportPreset returns the named transport calibration with the given
 // cores. The figures are those of DESIGN.md §7 and issue 8:
 //   - quic-loopback: quic-go at full speed on loopback, 3.5–4 CPU-s/GiB
 //     sent+received (3.75 used);
 //   - quic-xeon: one quic-go connection on a 16-core Xeon VM, 484 MB/s on
 //     3.7 cores (≈ 8 CPU-s/GiB), several connections plateau at ≈ 830 MB/s;
-//   - tcp-tls: TCP+TLS, 4 connections, 1.39 CPU-s/GiB;
+//   - tcp: ringtrain's transport/tcp, the trainer's default gradient plane:
+//     TLS 1.3 over one TCP connection per neighbour, 1.39 CPU-s/GiB, and at
+//     most TCPConnBytesPerSec per direction, because one connection is
+//     encrypted by one goroutine and decrypted by one (one core per end);
+//   - tcp-tls: TCP+TLS over several connections (4 when measured), 1.39
+//     CPU-s/GiB and no per-connection cap: what lanes would give;
 //   - free: no CPU cost (the link alone limits).
 func TransportPreset(name string, cores float64) (Transport, error) {
 	switch name {
@@ -181,10 +193,12 @@ func TransportPreset(name string, cores float64) (Transport, error) {
 		return Transport{Name: name, CPUSecPerGiB: 3.75, Cores: cores}, nil
 	case "quic-xeon":
 		return Transport{Name: name, CPUSecPerGiB: 8, Cores: cores, MaxBytesPerSec: 830e6}, nil
+	case "tcp":
+		return Transport{Name: name, CPUSecPerGiB: 1.39, Cores: cores, MaxBytesPerSec: TCPConnBytesPerSec}, nil
 	case "tcp-tls":
 		return Transport{Name: name, CPUSecPerGiB: 1.39, Cores: cores}, nil
 	case "free":
 		return Transport{Name: name, Cores: cores}, nil
 	}
-	return Transport{}, fmt.Errorf("%w: unknown transport preset %q (quic-loopback, quic-xeon, tcp-tls, free)", ErrConfig, name)
+	return Transport{}, fmt.Errorf("%w: unknown transport preset %q (tcp, quic-loopback, quic-xeon, tcp-tls, free)", ErrConfig, name)
 }

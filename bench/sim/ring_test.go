@@ -100,6 +100,8 @@ func TestRate(t *testing.T) {
 		{"8 streams share the cores", 25, "quic-loopback", 32, 8, true, 32 / 3.75 / 8 * GiB, LimitCPU},
 		{"xeon plateau", 100, "quic-xeon", 32, 1, true, 830e6, LimitPlateau},
 		{"tcp-tls", 100, "tcp-tls", 32, 1, true, 100e9 / 8 * DefaultGoodput, LimitLink},
+		{"one tcp connection per neighbour", 100, "tcp", 32, 1, true, TCPConnBytesPerSec, LimitPlateau},
+		{"tcp below its cap", 10, "tcp", 32, 1, true, 10e9 / 8 * DefaultGoodput, LimitLink},
 		{"free", 400, "free", 1, 1, true, 400e9 / 8 * DefaultGoodput, LimitLink},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

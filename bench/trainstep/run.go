@@ -84,15 +84,16 @@ func runMem(ctx context.Context, o *options, c config) ([]peerResult, float64, e
 	return res, cluster.SelfCPU() - cpu0, errors.Join(errs...)
 }
 
-// quicRunner runs configurations as peer processes over QUIC, on one
-// cluster (loopback or shaped namespaces) reused by every configuration.
-type quicRunner struct {
+// procRunner runs configurations as peer processes over o.transport (tcp or
+// quic), on one cluster (loopback or shaped namespaces) reused by every
+// configuration.
+type procRunner struct {
 	o   *options
 	cl  *cluster.Cluster
 	exe string
 }
 
-func newQUICRunner(ctx context.Context, o *options) (*quicRunner, error) {
+func newProcRunner(ctx context.Context, o *options) (*procRunner, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -104,12 +105,12 @@ func newQUICRunner(ctx context.Context, o *options) (*quicRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &quicRunner{o: o, cl: cl, exe: exe}, nil
+	return &procRunner{o: o, cl: cl, exe: exe}, nil
 }
 
-func (q *quicRunner) Close() error { return q.cl.Close() }
+func (q *procRunner) Close() error { return q.cl.Close() }
 
-func (q *quicRunner) run(ctx context.Context, c config) ([]peerResult, float64, error) {
+func (q *procRunner) run(ctx context.Context, c config) ([]peerResult, float64, error) {
 	o := q.o
 	members := memberIDs(o.n)
 	addrs := map[string]string{}
@@ -136,13 +137,13 @@ func (q *quicRunner) run(ctx context.Context, c config) ([]peerResult, float64, 
 		}
 		names[r] = fmt.Sprintf("train %s bucket %s rank %d", c.model, bucketName(c.bucketBytes), r)
 		if cmds[r], err = q.cl.WorkerCmd(ctx, r, q.exe, cluster.Spec{Job: JobName, ID: members[r], Addrs: addrs,
-			Secret: sec, Timeout: timeout, Args: b}); err != nil {
+			Transport: o.transport, Secret: sec, Timeout: timeout, Args: b}); err != nil {
 			return nil, 0, err
 		}
 		out[r] = &res[r]
 	}
 	if err := cluster.RunProcs(ctx, names, cmds, out); err != nil {
-		return nil, 0, fmt.Errorf("train %s bucket %s over QUIC (%s): %w", c.model, bucketName(c.bucketBytes), o.links, err)
+		return nil, 0, fmt.Errorf("train %s bucket %s over %s (%s): %w", c.model, bucketName(c.bucketBytes), o.transport, o.links, err)
 	}
 	var cpu float64
 	for _, r := range res {
@@ -152,7 +153,7 @@ func (q *quicRunner) run(ctx context.Context, c config) ([]peerResult, float64, 
 }
 
 // Job is one trainer peer in its own process: it joins the ring over the
-// process's QUIC endpoint and steps (runPeer), reporting its step times and
+// process's endpoint and steps (runPeer), reporting its step times and
 // its CPU time over the steps.
 func Job(ctx context.Context, ep transport.Endpoint, raw json.RawMessage) (any, error) {
 	var spec peerSpec

@@ -5,7 +5,8 @@
 //
 // Peers run either in this process over transport/mem (--transport mem,
 // links optionally rate-limited per pair with mem.Link), or as separate
-// processes over QUIC (bench/cluster's worker subcommand running the
+// processes over transport/tcp (the trainer's default gradient plane) or
+// transport/quic (bench/cluster's worker subcommand running the
 // "trainstep" job), on loopback or each in its own network namespace behind
 // a tbf-shaped link (--links RATE, root). Every configuration runs warm-up
 // steps and then timed ones; a step's time is the slowest rank's, and the
@@ -33,7 +34,7 @@ import (
 	"github.com/ringtrain/ringtrain/train"
 )
 
-// JobName is the worker job of a QUIC peer process (cluster.RunWorker).
+// JobName is the worker job of a peer process (cluster.RunWorker).
 const JobName = "trainstep"
 
 // stepTimeout bounds one step of one peer (its collective operations and
@@ -57,7 +58,7 @@ type peerSpec struct {
 type peerResult struct {
 	StepS     []float64 `json:"step_s"`
 	CommWaitS []float64 `json:"comm_wait_s"` // waiting for the reduction after backward
-	CPUS      float64   `json:"cpu_s"`       // this process's CPU (QUIC peers only)
+	CPUS      float64   `json:"cpu_s"`       // this process's CPU (peer processes only)
 	Buckets   int       `json:"buckets"`
 	GradBytes int       `json:"grad_bytes"`
 	Digest    string    `json:"digest"` // of the parameters after the last step
@@ -159,7 +160,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.repeats, "repeats", 1, "runs of every configuration, taken in turn; the run with the median step time is reported")
 	chunk := fs.String("chunk", "256KiB", "ring chunk")
 	fs.StringVar(&o.links, "links", "loopback", "loopback, or a tc rate such as 50mbit: every peer in its own network namespace behind a tbf-shaped link (root); with --transport mem, the rate of every in-memory link")
-	fs.StringVar(&o.transport, "transport", "quic", "quic (a process per peer) or mem (all peers in this process over transport/mem)")
+	fs.StringVar(&o.transport, "transport", "tcp", "tcp (a process per peer over transport/tcp, the trainer's default), quic (a process per peer over transport/quic) or mem (all peers in this process over transport/mem)")
 	fs.StringVar(&o.wire, "wire-dtype", "fp32", "gradient wire dtype: fp32, bf16, fp16")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the rows as JSON to this file")
 	if err := fs.Parse(args); err != nil {
@@ -189,8 +190,8 @@ func parseFlags(args []string) (*options, error) {
 	switch {
 	case o.n < 1 || o.batch < 1 || o.steps < 1 || o.repeats < 1 || o.warmup < 0:
 		return nil, fmt.Errorf("need --n, --batch, --steps, --repeats ≥ 1 and --warmup ≥ 0")
-	case o.transport != "quic" && o.transport != "mem":
-		return nil, fmt.Errorf("--transport must be quic or mem, not %q", o.transport)
+	case o.transport != "tcp" && o.transport != "quic" && o.transport != "mem":
+		return nil, fmt.Errorf("--transport must be tcp, quic or mem, not %q", o.transport)
 	}
 	if o.links != "loopback" {
 		if _, err := netns.ParseRate(o.links); err != nil {
@@ -231,7 +232,7 @@ func Run(ctx context.Context, args []string) error {
 	if o.transport == "mem" {
 		run = func(ctx context.Context, c config) ([]peerResult, float64, error) { return runMem(ctx, o, c) }
 	} else {
-		q, err := newQUICRunner(ctx, o)
+		q, err := newProcRunner(ctx, o)
 		if err != nil {
 			return err
 		}

@@ -2,10 +2,26 @@ package trainstep
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/bench/cluster"
 )
+
+// TestMain runs the test binary as the worker subcommand when a process
+// runner under test starts it as a peer ("<its executable> worker …").
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == cluster.WorkerCommand {
+		if err := cluster.RunWorker(context.Background(), os.Args[2:], map[string]cluster.Job{JobName: Job}); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 func TestParseSize(t *testing.T) {
 	cases := []struct {
@@ -40,7 +56,9 @@ func TestParseFlags(t *testing.T) {
 		{"defaults", nil, ""},
 		{"unknown model", []string{"--models", "resnet"}, "unknown model"},
 		{"bad bucket", []string{"--bucket-bytes", "0,x"}, "--bucket-bytes"},
-		{"bad transport", []string{"--transport", "tcp"}, "--transport"},
+		{"tcp", []string{"--transport", "tcp"}, ""},
+		{"quic", []string{"--transport", "quic"}, ""},
+		{"bad transport", []string{"--transport", "udp"}, "--transport must be tcp, quic or mem"},
 		{"bad rate", []string{"--links", "fast"}, "fast"},
 		{"no steps", []string{"--steps", "0"}, "--steps"},
 		{"bad wire", []string{"--wire-dtype", "int8"}, "int8"},
@@ -110,5 +128,50 @@ func TestRunMem(t *testing.T) {
 		if len(res[0].StepS) != 2 || r.GradBytes != 4*235146 || r.Buckets != c.buckets {
 			t.Fatalf("bucket %d: %d steps, %d gradient bytes, %d buckets; want 2, %d, %d", c.bucketBytes, len(res[0].StepS), r.GradBytes, r.Buckets, 4*235146, c.buckets)
 		}
+	}
+}
+
+// TestRunProcs: real trainer steps on 2 peer processes on loopback, over
+// each transport a peer process can use, unbucketed and bucketed, end with
+// identical parameters (summarize checks the digests) and report every
+// timed step and their CPU.
+func TestRunProcs(t *testing.T) {
+	for _, transport := range []string{"tcp", "quic"} {
+		t.Run(transport, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			o := &options{n: 2, batch: 4, warmup: 1, steps: 2, chunk: 64 << 10, links: "loopback", transport: transport, wire: "fp32"}
+			q, err := newProcRunner(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := q.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			for _, c := range []struct {
+				name                 string
+				bucketBytes, buckets int
+			}{
+				{"unbucketed", 0, 0},
+				{"64KiB buckets", 64 << 10, 3},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					cfg := config{model: "mlp", bucketBytes: c.bucketBytes}
+					res, cpu, err := q.run(ctx, cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r, err := summarize(o, cfg, res, cpu)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(res[0].StepS) != 2 || r.Buckets != c.buckets || r.Transport != transport || !(cpu > 0) {
+						t.Fatalf("%d steps, %d buckets, transport %q, CPU %v s; want 2, %d, %q, > 0", len(res[0].StepS), r.Buckets, r.Transport, cpu, c.buckets, transport)
+					}
+				})
+			}
+		})
 	}
 }

@@ -96,9 +96,9 @@ func newConn(e *Endpoint, peer string, raw *net.TCPConn, bc *bufConn, tc *tls.Co
 	}
 }
 
-// start runs the connection's reader and writer; both end once it dies,
-// and Endpoint.Close waits for them.
-func (c *conn) start() {
+// Start runs the connection's reader and writer (peers.Conn); both end
+// once it dies, and Endpoint.Close waits for them.
+func (c *conn) Start() {
 	c.startOnce.Do(func() {
 		c.e.wg.Go(c.readLoop)
 		c.e.wg.Go(c.writeLoop)
@@ -107,6 +107,17 @@ func (c *conn) start() {
 
 // Peer is the remote node's ID.
 func (c *conn) Peer() string { return c.peer }
+
+// Dead, Origin, Replaced and Discard implement peers.Conn.
+func (c *conn) Dead() bool { return c.isDead() }
+
+func (c *conn) Origin() (dialedByMe bool, peerIncarnation uint64) { return c.dialedByMe, c.peerInc }
+
+func (c *conn) Replaced() {
+	c.kill(fmt.Errorf("%w: connection replaced by a newer one", transport.ErrPeerLost))
+}
+
+func (c *conn) Discard() { c.kill(transport.ErrClosed) }
 
 func (c *conn) isDead() bool {
 	select {
@@ -119,7 +130,7 @@ func (c *conn) isDead() bool {
 
 // kill ends the connection with err: every pending and later call fails
 // with it, and the socket is closed, so the peer sees the loss at once.
-// It may be called with Endpoint.mu held.
+// It may be called with the peer table's lock held (Replaced).
 func (c *conn) kill(err error) {
 	c.killOnce.Do(func() {
 		c.mu.Lock()

@@ -9,7 +9,7 @@
 //   - One TCP connection (one TLS session, ALPN ringtrain-tcp/1) per peer
 //     pair, reused by every operation and epoch. Whoever needs it first
 //     dials; when both dial at once the connection dialed by the lower node
-//     ID wins and the other is refused (errDuplicate). The dialer's hello
+//     ID wins and the other is refused (peers.ErrDuplicate). The dialer's hello
 //     carries a random per-process incarnation, so a restarted peer's
 //     connection replaces the stale one while a duplicate from the same
 //     process is refused. Identity comes from the certificate: a foreign

@@ -124,7 +124,7 @@ func (c *conn) creditLocked(tag transport.Tag, ts *tagState) {
 // Recv, or into the tag's staging buffers (bounded by tagWindow).
 func (c *conn) readLoop() {
 	defer close(c.readDone)
-	defer c.e.forget(c)
+	defer c.e.peers.Forget(c)
 	err := c.readFrames()
 	c.mu.Lock()
 	bye := c.bye

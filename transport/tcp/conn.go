@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringtrain/ringtrain/transport"
@@ -48,7 +49,10 @@ type conn struct {
 	failedQ []transport.Tag         // insertion order of failed, for eviction
 	ctrl    []byte                  // encoded control frames the writer sends next
 	reqs    []*sendReq              // data the writer sends, round robin
-	bye     bool                    // Close asked the writer to send goodbye
+	bye     kind                    // kindGoodbye or kindIdle once the writer is to end the stream with it
+	byeErr  error                   // what calls report once the connection ends after bye
+	arrived uint64                  // messages begun by the peer: traffic, for IdleClose (idle.go)
+	calls   atomic.Uint64           // Send and Recv calls begun: traffic, for IdleClose
 }
 
 // tagState is the state of one tag on a conn; it exists while a call uses
@@ -313,11 +317,15 @@ func (c *conn) dropBelow(epoch uint64) {
 }
 
 // goodbye ends the connection gracefully: the writer sends what is queued,
-// then a goodbye frame, and the peer, having read everything, closes its
-// end; goodbye waits for that at most linger.
-func (c *conn) goodbye(linger time.Duration) {
+// then a frame of kind k (kindGoodbye or kindIdle), and the peer, having
+// read everything, closes its end; goodbye waits for that at most linger.
+// Calls then fail with err.
+func (c *conn) goodbye(k kind, err error, linger time.Duration) {
 	c.mu.Lock()
-	c.bye = true
+	if c.bye == 0 {
+		c.bye, c.byeErr = k, err
+	}
+	err = c.byeErr
 	c.kick()
 	c.mu.Unlock()
 	t := time.NewTimer(linger)
@@ -326,7 +334,7 @@ func (c *conn) goodbye(linger time.Duration) {
 	case <-c.readDone:
 	case <-c.dead:
 	case <-t.C:
-		c.e.log.Debug("closing before the peer read our goodbye", "peer", c.peer)
+		c.e.log.Debug("closing before the peer read our goodbye", "peer", c.peer, "frame", k)
 	}
-	c.kill(transport.ErrClosed)
+	c.kill(err)
 }

@@ -55,6 +55,10 @@
 //     it and a dial in progress with ErrPeerLost and the cause; a later
 //     dial in either direction connects again. Running out of time while
 //     dialing is ErrUnreachable.
+//   - Idle connections (Config.IdleClose, idle.go) end like Close's but
+//     with an idle frame instead of a goodbye: neither end takes it for a
+//     loss (calls fail with transport.ErrClosed), and the next Conn dials
+//     again. KeepOpen exempts peers (a running epoch's ring neighbours).
 //   - Close is graceful within Config.Linger: the writer sends what is
 //     queued, a goodbye frame and close_notify; the peer, having read
 //     everything before it, fails its calls with ErrPeerLost and closes,

@@ -77,6 +77,9 @@ func Listen(cfg Config) (*Endpoint, error) {
 		HandshakeTimeout: cfg.HandshakeTimeout, Done: e.ctx,
 	})
 	e.wg.Go(e.acceptLoop)
+	if cfg.IdleClose > 0 {
+		e.wg.Go(e.idleLoop)
+	}
 	return e, nil
 }
 
@@ -118,7 +121,7 @@ func (e *Endpoint) Close() error {
 	err := e.ln.Close()
 	var wg sync.WaitGroup
 	for _, c := range conns {
-		wg.Go(func() { c.goodbye(e.cfg.Linger) })
+		wg.Go(func() { c.goodbye(kindGoodbye, transport.ErrClosed, e.cfg.Linger) })
 	}
 	wg.Wait()
 	e.cancel()

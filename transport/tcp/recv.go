@@ -11,6 +11,7 @@ import (
 
 // Recv receives the next message of tag into p.
 func (c *conn) Recv(ctx context.Context, tag transport.Tag, p []byte) (int, error) {
+	c.calls.Add(1)
 	ts := c.use(tag)
 	defer c.done(tag, ts)
 	if err := lock(ctx, ts.recvSem); err != nil {
@@ -127,21 +128,28 @@ func (c *conn) readLoop() {
 	defer c.e.peers.Forget(c)
 	err := c.readFrames()
 	c.mu.Lock()
-	bye := c.bye
+	bye, byeErr := c.bye, c.byeErr
 	c.mu.Unlock()
 	switch {
 	case errors.Is(err, errPeerBye):
 		c.kill(fmt.Errorf("%w: peer %s closed its endpoint", transport.ErrPeerLost, c.peer))
+	case errors.Is(err, errPeerIdle):
+		// Not a loss: the peer closed the connection for idleness (its
+		// Config.IdleClose); the next Conn dials again.
+		c.kill(fmt.Errorf("%w: peer %s closed the idle connection", transport.ErrClosed, c.peer))
 	case errors.Is(err, transport.ErrProtocol):
 		c.violation("%v", err)
-	case bye:
-		c.kill(transport.ErrClosed)
+	case bye != 0:
+		c.kill(byeErr)
 	default:
 		c.kill(fmt.Errorf("%w: connection to %s broke: %v", transport.ErrPeerLost, c.peer, err))
 	}
 }
 
-var errPeerBye = errors.New("peer said goodbye")
+var (
+	errPeerBye  = errors.New("peer said goodbye")
+	errPeerIdle = errors.New("peer closed the idle connection")
+)
 
 func (c *conn) readFrames() error {
 	var hb [headerLen]byte
@@ -172,6 +180,8 @@ func (c *conn) readFrames() error {
 			err = c.onCredit(h)
 		case kindGoodbye:
 			return errPeerBye
+		case kindIdle:
+			return errPeerIdle
 		default:
 			return fmt.Errorf("%w: unexpected %s frame", transport.ErrProtocol, h.kind)
 		}
@@ -189,6 +199,7 @@ func (c *conn) onBegin(h header) error {
 		return fmt.Errorf("%w: begin of a message on %s while one is arriving", transport.ErrProtocol, h.tag)
 	}
 	m := &inMsg{total: int(h.length)}
+	c.arrived++
 	switch {
 	case c.epochErr(h.tag) != nil:
 		m.dropped = true

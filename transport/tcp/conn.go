@@ -229,7 +229,7 @@ func (c *conn) failLocked(tag transport.Tag, err error) {
 func (c *conn) dropQueueLocked(tag transport.Tag, ts *tagState) {
 	for _, m := range ts.queue {
 		ts.owed += m.got - m.consumed
-		m.staged = nil
+		c.unstage(m)
 		m.dropped = true
 	}
 	ts.queue = nil

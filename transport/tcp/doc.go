@@ -32,7 +32,9 @@
 //     once.
 //   - One reader goroutine per connection decodes frames. While a Recv
 //     waits for a message, its payload is read straight from TLS into the
-//     caller's buffer; otherwise it is staged. One writer goroutine per
+//     caller's buffer; otherwise it is staged, full sub-frames in buffers
+//     the endpoint recycles once the message is read or dropped (most
+//     of a ring's messages arrive before their Recv). One writer goroutine per
 //     connection sends queued control frames, then one sub-frame of each
 //     waiting Send in turn, up to roundBudget per round, through 256 KiB
 //     socket buffers with one flush per round, so the socket sees large

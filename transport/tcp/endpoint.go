@@ -26,6 +26,10 @@ type Endpoint struct {
 	incarnation uint64
 	epoch       atomic.Uint64 // data messages below it are refused
 
+	// chunks recycles the full-size sub-frame buffers of messages that
+	// arrive before their Recv (recv.go: stageBuf), *[maxSubFrame]byte.
+	chunks sync.Pool
+
 	ctx    context.Context // done when the endpoint closes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -51,7 +51,7 @@ func (c *conn) recv(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 				m.consumed += copy(p[m.consumed:], b)
 				ts.owed += len(b)
 			}
-			m.staged = nil
+			c.unstage(m)
 			if m.complete() {
 				c.popLocked(tag, ts)
 				return m.total, nil
@@ -101,7 +101,7 @@ func (c *conn) popLocked(tag transport.Tag, ts *tagState) {
 	ts.queue = ts.queue[1:]
 	ts.waiter = nil
 	ts.owed += m.got - m.consumed
-	m.staged = nil
+	c.unstage(m)
 	if !m.complete() {
 		m.dropped = true
 	}
@@ -240,7 +240,7 @@ func (c *conn) onData(h header, scratch []byte) error {
 		dst = ts.waiter[m.got : m.got+n]
 		ts.reading = true
 	default:
-		dst = make([]byte, n)
+		dst = c.stageBuf(n)
 	}
 	c.mu.Unlock()
 
@@ -264,6 +264,9 @@ func (c *conn) onData(h header, scratch []byte) error {
 	case m.dropped:
 		if dst != nil {
 			ts.owed += n // dropped while it arrived
+			if !direct {
+				c.recycle(dst)
+			}
 		}
 	case direct:
 		m.consumed += n
@@ -313,7 +316,7 @@ func (c *conn) onCancel(tag transport.Tag) {
 	if !m.dropped {
 		ts.owed += m.got - m.consumed
 		m.dropped = true
-		m.staged = nil
+		c.unstage(m)
 	}
 	ts.wake()
 	c.creditLocked(tag, ts)
@@ -351,4 +354,34 @@ func (c *conn) onCredit(h header) error {
 	ts.wake()
 	c.gcLocked(h.tag, ts)
 	return nil
+}
+
+// stageBuf returns a buffer for n bytes of a message that arrives before
+// its Recv. Full sub-frames, the bulk of large messages, come from the
+// endpoint's pool (Endpoint.chunks); smaller ones are allocated to size,
+// so that staged memory stays what the tag's window allows.
+func (c *conn) stageBuf(n int) []byte {
+	if n != maxSubFrame {
+		return make([]byte, n)
+	}
+	if p, ok := c.e.chunks.Get().(*[maxSubFrame]byte); ok {
+		return p[:]
+	}
+	return new([maxSubFrame]byte)[:]
+}
+
+// recycle returns a buffer from stageBuf that nothing refers to any more.
+func (c *conn) recycle(b []byte) {
+	if len(b) == maxSubFrame {
+		c.e.chunks.Put((*[maxSubFrame]byte)(b))
+	}
+}
+
+// unstage recycles m's staged buffers (copied out or dropped) and forgets
+// them.
+func (c *conn) unstage(m *inMsg) {
+	for _, b := range m.staged {
+		c.recycle(b)
+	}
+	m.staged = nil
 }

@@ -21,7 +21,8 @@
 //   - Watchers see every installed connection exactly once: in
 //     WatchConns' snapshot or when it is installed later. They run with
 //     the table's lock held.
-//   - Every field of a Table is guarded by its lock; the transports' own
-//     locks are never taken while a transport holds it, except through the
-//     Conn methods documented to run under it.
+//   - Every field of a Table is guarded by its lock. Conn.Start,
+//     Conn.Replaced and the watchers run with it held, so they must not
+//     block or call back into the table; nothing else of a transport runs
+//     under it.
 package peers

@@ -82,7 +82,7 @@ func Listen(cfg Config) (*Endpoint, error) {
 	})
 	e.wg.Go(e.acceptLoop)
 	if cfg.IdleClose > 0 {
-		e.wg.Go(e.idleLoop)
+		e.wg.Go(func() { e.peers.IdleLoop(e.ctx, e.idle()) })
 	}
 	return e, nil
 }

@@ -20,8 +20,9 @@ import (
 // training pauses between steps.
 func (e *Endpoint) KeepOpen(ids ...string) { e.peers.KeepOpen(ids...) }
 
-func (e *Endpoint) idleLoop() {
-	e.peers.IdleLoop(e.ctx, peers.Idle[*conn]{After: e.cfg.IdleClose, Activity: (*conn).activity, Close: e.closeIdle})
+// idle is what the peer table's idle loop needs of this transport.
+func (e *Endpoint) idle() peers.Idle[*conn] {
+	return peers.Idle[*conn]{After: e.cfg.IdleClose, Activity: (*conn).activity, Close: e.closeIdle}
 }
 
 // activity returns a count that grows with every message either way
@@ -34,14 +35,21 @@ func (e *Endpoint) idleLoop() {
 func (c *conn) activity() (traffic uint64, busy bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	traffic = c.calls.Load() + c.arrived
 	for tag, ts := range c.tags {
-		if tag.Op < transport.ControlOpBase {
-			busy = busy || ts.users > 0 || len(ts.queue) > 0 || ts.cur != nil || ts.unacked > 0 || ts.credit != tagWindow
-		} else {
-			busy = busy || len(ts.sendSem) > 0 || ts.cur != nil || ts.reading
+		if ts.busy(tag.Op >= transport.ControlOpBase) {
+			return traffic, true
 		}
 	}
-	return c.calls.Load() + c.arrived, busy
+	return traffic, false
+}
+
+// busy: see activity; guarded by conn.mu.
+func (ts *tagState) busy(control bool) bool {
+	if control {
+		return len(ts.sendSem) > 0 || ts.cur != nil || ts.reading
+	}
+	return ts.users > 0 || len(ts.queue) > 0 || ts.cur != nil || ts.unacked > 0 || ts.credit != tagWindow
 }
 
 // closeIdle ends c, which the peer table no longer holds, on its own

@@ -24,6 +24,8 @@ var forbidden = []struct {
 	{"membership", []string{mod + "collective", mod + "ring", mod + "train", mod + "internal/wire"}},
 	{"half", []string{strings.TrimSuffix(mod, "/")}}, // numeric conversions only: nothing of ours
 	{"transport", []string{mod + "ring", mod + "collective", mod + "membership", mod + "train"}},
+	// The rules the transports share know no transport.
+	{"transport/internal", []string{mod + "transport/quic", mod + "transport/tcp", mod + "transport/mem", mod + "internal/wire", "github.com/quic-go"}},
 	{"node", []string{mod + "train", mod + "cmd"}},
 }
 

@@ -20,6 +20,8 @@ type dataPlane interface {
 	transport.ConnWatcher
 	AddPeer(id, addr string)
 	SetEpoch(epoch uint64)
+	// KeepOpen exempts the running epoch's ring neighbours from IdleClose.
+	KeepOpen(ids ...string)
 }
 
 // portRetries bounds how often Start picks a new free UDP port when the
@@ -49,7 +51,7 @@ func listenPlanes(cfg Config, sec []byte, log *slog.Logger) (*quic.Endpoint, dat
 		}
 		addr := ep.Addr()
 		data, err := tcp.Listen(tcp.Config{ID: cfg.ID, Secret: sec, ListenAddr: addr, Logger: log.With("component", "tcp"),
-			UserTimeout: quicIdleTimeout})
+			UserTimeout: quicIdleTimeout, IdleClose: quicIdleClose})
 		if err == nil {
 			return ep, data, nil
 		}

@@ -50,10 +50,11 @@ type Boundary struct {
 
 // The QUIC keep-alive period and idle timeout of a node's endpoint, and
 // how long a connection may carry nothing before the endpoint closes it
-// (quic.Config.IdleClose): the epoch changes' wide exchanges leave
-// connections to many peers, but a node keeps only its ring links (named
-// in KeepOpen for the epoch) and those the control plane keeps using (its
-// coordinator's, every step). A minute keeps a slow snapshot's state sync
+// (quic.Config.IdleClose, and tcp.Config.IdleClose for a TCP data plane):
+// the epoch changes' wide exchanges leave connections to many peers, but a
+// node keeps only its ring links (named in the data plane's KeepOpen for
+// the epoch) and those the control plane keeps using (its coordinator's,
+// every step). A minute keeps a slow snapshot's state sync
 // or a long pause between steps from closing a connection still wanted;
 // one closed anyway is dialed again when next needed.
 const (
@@ -222,11 +223,10 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 		// A new epoch: stale chunks of aborted operations in older
 		// epochs are refused and freed from now on.
 		n.ep.SetEpoch(out.Epoch.Number)
-		if n.data == dataPlane(n.ep) {
-			n.ep.KeepOpen(ringNeighbours(out.Epoch.Members, n.cfg.ID)...)
-		} else {
+		if n.data != dataPlane(n.ep) {
 			n.data.SetEpoch(out.Epoch.Number)
 		}
+		n.data.KeepOpen(ringNeighbours(out.Epoch.Members, n.cfg.ID)...)
 		g, err := collective.New(ctx, collective.Config{Endpoint: n.data, Members: out.Epoch.Members, Epoch: out.Epoch.Number,
 			ChunkBytes: n.cfg.ChunkBytes, Timeout: n.cfg.OpTimeout})
 		if err != nil {

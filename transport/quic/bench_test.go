@@ -274,13 +274,9 @@ func benchAllReduce(b *testing.B, n, size, chunk int) {
 	b.StopTimer()
 	var conns []*quicgo.Conn
 	for _, e := range eps {
-		e.mu.Lock()
-		for _, ps := range e.peers {
-			if ps.conn != nil {
-				conns = append(conns, ps.conn.qc)
-			}
+		for _, c := range e.peers.Conns() {
+			conns = append(conns, c.qc)
 		}
-		e.mu.Unlock()
 	}
 	reportLoss(b, conns...)
 	factor := 2 * float64(n-1) / float64(n)

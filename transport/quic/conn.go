@@ -80,8 +80,9 @@ func newConn(e *Endpoint, peer string, qc *quicgo.Conn, ctrl *quicgo.Stream, dia
 	}
 }
 
-// start launches the connection's readers once it is installed.
-func (c *conn) start() {
+// Start launches the connection's readers once it is installed
+// (peers.Conn).
+func (c *conn) Start() {
 	c.startOnce.Do(func() {
 		c.e.wg.Go(c.controlLoop)
 		c.e.wg.Go(c.dataLoop)
@@ -89,12 +90,25 @@ func (c *conn) start() {
 		c.e.wg.Go(func() {
 			<-c.qc.Context().Done()
 			c.markDead(closeCause(context.Cause(c.qc.Context())))
-			c.e.forget(c)
+			c.e.peers.Forget(c)
 		})
 	})
 }
 
 func (c *conn) Peer() string { return c.peer }
+
+// Dead, Origin, Replaced and Discard implement peers.Conn.
+func (c *conn) Dead() bool { return c.isDead() }
+
+func (c *conn) Origin() (dialedByMe bool, peerIncarnation uint64) { return c.dialedByMe, c.peerInc }
+
+// Replaced runs with the peer table's lock held; closing waits for
+// quic-go, so it runs on its own.
+func (c *conn) Replaced() {
+	go c.close(codeReplaced, "replaced by a newer connection", fmt.Errorf("%w: connection replaced by a newer one", transport.ErrPeerLost))
+}
+
+func (c *conn) Discard() { c.close(codeClosed, "endpoint closed", transport.ErrClosed) }
 
 func (c *conn) isDead() bool {
 	select {

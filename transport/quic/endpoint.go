@@ -18,6 +18,7 @@ import (
 	"github.com/ringtrain/ringtrain/internal/secret"
 	"github.com/ringtrain/ringtrain/internal/wire"
 	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/transport/internal/peers"
 )
 
 // Endpoint is one node's QUIC endpoint. It implements transport.Endpoint and
@@ -37,29 +38,15 @@ type Endpoint struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	addrs  map[string]string
-	peers  map[string]*peerState
-	watch  watchers        // WatchConns callbacks (watch.go)
-	keep   map[string]bool // peers KeepOpen exempts from IdleClose (idle.go)
-}
-
-// peerState is the connection state toward one peer; guarded by Endpoint.mu.
-type peerState struct {
-	conn    *conn
-	dialing bool
-	changed chan struct{} // closed (and replaced) whenever conn or dialing changes
-	// failed counts FailPeer calls; a Conn call that saw it change while it
-	// waited fails instead of dialing again.
-	failed     uint64
-	failErr    error                   // the last FailPeer's error
-	dialCancel context.CancelCauseFunc // ends the dial in progress, if any
+	// peers holds one connection per peer and the rules of dialing,
+	// duplicates and restarted peers (transport/internal/peers).
+	peers *peers.Table[*conn]
 }
 
 var (
-	_ transport.Endpoint   = (*Endpoint)(nil)
-	_ transport.PeerFailer = (*Endpoint)(nil)
+	_ transport.Endpoint    = (*Endpoint)(nil)
+	_ transport.PeerFailer  = (*Endpoint)(nil)
+	_ transport.ConnWatcher = (*Endpoint)(nil)
 )
 
 // Listen binds cfg.ListenAddr and starts accepting connections.
@@ -93,13 +80,13 @@ func Listen(cfg Config) (*Endpoint, error) {
 		udp:         udp,
 		tr:          &quicgo.Transport{Conn: udp},
 		incarnation: binary.LittleEndian.Uint64(inc[:]),
-		addrs:       make(map[string]string),
-		peers:       make(map[string]*peerState),
-	}
-	for id, addr := range cfg.Peers {
-		e.addrs[id] = addr
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.peers = peers.New(peers.Config[*conn]{
+		Self: cfg.ID, Peers: cfg.Peers, Resolve: cfg.Resolve,
+		DialOnce: e.dialOnce, Permanent: permanent,
+		HandshakeTimeout: cfg.HandshakeTimeout, Done: e.ctx,
+	})
 	srv := node.ServerConfig()
 	verify := srv.VerifyPeerCertificate
 	srv.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
@@ -111,6 +98,7 @@ func Listen(cfg Config) (*Endpoint, error) {
 	}
 	e.ln, err = e.tr.Listen(srv, e.qconf)
 	if err != nil {
+		e.cancel()
 		e.tr.Close()
 		udp.Close()
 		return nil, fmt.Errorf("quic: node %s: listen: %w", cfg.ID, err)
@@ -130,11 +118,7 @@ func (e *Endpoint) ID() string { return e.cfg.ID }
 func (e *Endpoint) Addr() string { return e.udp.LocalAddr().String() }
 
 // AddPeer records (or updates) a peer's address.
-func (e *Endpoint) AddPeer(id, addr string) {
-	e.mu.Lock()
-	e.addrs[id] = addr
-	e.mu.Unlock()
-}
+func (e *Endpoint) AddPeer(id, addr string) { e.peers.AddPeer(id, addr) }
 
 // SetEpoch sets the current membership epoch: data messages of lower epochs
 // are refused from now on, and unread ones are dropped (control messages,
@@ -146,15 +130,7 @@ func (e *Endpoint) SetEpoch(epoch uint64) {
 			break
 		}
 	}
-	e.mu.Lock()
-	var conns []*conn
-	for _, ps := range e.peers {
-		if ps.conn != nil {
-			conns = append(conns, ps.conn)
-		}
-	}
-	e.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range e.peers.Conns() {
 		c.dropBelow(e.epoch.Load())
 	}
 }
@@ -164,20 +140,10 @@ func (e *Endpoint) Epoch() uint64 { return e.epoch.Load() }
 
 // Close closes every connection (peers see ErrPeerLost) and the socket.
 func (e *Endpoint) Close() error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	conns, ok := e.peers.Close()
+	if !ok {
 		return nil
 	}
-	e.closed = true
-	var conns []*conn
-	for _, ps := range e.peers {
-		if ps.conn != nil {
-			conns = append(conns, ps.conn)
-		}
-		notify(ps)
-	}
-	e.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		wg.Go(func() {
@@ -201,196 +167,24 @@ func (e *Endpoint) Close() error {
 // later Conn (or the peer's own dial) makes a new connection.
 func (e *Endpoint) FailPeer(id string, cause error) {
 	err := fmt.Errorf("%w: declared dead: %v", transport.ErrPeerLost, cause)
-	e.mu.Lock()
-	ps := e.peers[id]
-	if ps == nil || e.closed {
-		e.mu.Unlock()
-		return
-	}
-	c := ps.conn
-	ps.conn = nil
-	ps.failed++
-	ps.failErr = err
-	if ps.dialCancel != nil {
-		ps.dialCancel(err)
-	}
-	notify(ps)
-	e.mu.Unlock()
-	if c != nil {
+	if c, _ := e.peers.FailPeer(id, err); c != nil {
 		c.close(codeFailed, "declared dead: "+transport.TruncateReason(fmt.Sprint(cause)), err)
 	}
 }
 
-func notify(ps *peerState) {
-	close(ps.changed)
-	ps.changed = make(chan struct{})
-}
-
-func (e *Endpoint) peerLocked(id string) *peerState {
-	ps := e.peers[id]
-	if ps == nil {
-		ps = &peerState{changed: make(chan struct{})}
-		e.peers[id] = ps
-	}
-	return ps
-}
-
 // Conn returns the connection to peer, dialing it if there is none.
 func (e *Endpoint) Conn(ctx context.Context, peer string) (transport.Conn, error) {
-	if peer == e.cfg.ID {
-		return nil, opErr("dial", peer, transport.Tag{}, fmt.Errorf("%w: a node has no connection to itself", transport.ErrUnknownPeer))
-	}
-	var gen uint64 // ps.failed when this call started waiting
-	waited := false
-	for {
-		e.mu.Lock()
-		if e.closed {
-			e.mu.Unlock()
-			return nil, opErr("dial", peer, transport.Tag{}, transport.ErrClosed)
-		}
-		ps := e.peerLocked(peer)
-		if c := ps.conn; c != nil && !c.isDead() {
-			e.mu.Unlock()
-			return c, nil
-		}
-		if waited && ps.failed != gen {
-			err := ps.failErr
-			e.mu.Unlock()
-			return nil, opErr("dial", peer, transport.Tag{}, err)
-		}
-		gen, waited = ps.failed, true
-		ch := ps.changed
-		if ps.dialing {
-			e.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return nil, opErr("dial", peer, transport.Tag{}, fmt.Errorf("%w: %w (waiting for another dial)", transport.ErrUnreachable, ctx.Err()))
-			}
-		}
-		ps.dialing = true
-		dctx, dcancel := context.WithCancelCause(ctx)
-		ps.dialCancel = dcancel
-		e.mu.Unlock()
-
-		c, err := e.dial(dctx, peer)
-
-		e.mu.Lock()
-		ps.dialing = false
-		ps.dialCancel = nil
-		dcancel(nil)
-		if err == nil && e.closed {
-			err = transport.ErrClosed
-		}
-		if err == nil && ps.failed != gen {
-			err = ps.failErr // FailPeer ran while the dial completed
-		}
-		if err == nil {
-			e.installLocked(ps, c)
-		} else {
-			notify(ps)
-		}
-		ch = ps.changed
-		live := ps.conn != nil && !ps.conn.isDead()
-		e.mu.Unlock()
-		if err == nil {
-			return c, nil
-		}
-		if c != nil {
-			c.close(codeClosed, "endpoint closed", transport.ErrClosed)
-		}
-		if !errors.Is(err, errDuplicate) {
-			return nil, opErr("dial", peer, transport.Tag{}, err)
-		}
-		if live {
-			continue
-		}
-		// The peer's own dial wins; wait for it to arrive, and dial again
-		// if it does not come (the peer may have given up).
-		t := time.NewTimer(e.cfg.HandshakeTimeout)
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, opErr("dial", peer, transport.Tag{}, fmt.Errorf("%w: %w (waiting for the peer's connection)", transport.ErrUnreachable, ctx.Err()))
-		}
-		t.Stop()
-	}
+	return e.peers.Conn(ctx, peer)
 }
 
-// installLocked makes c the connection to its peer, replacing an old one.
-func (e *Endpoint) installLocked(ps *peerState, c *conn) {
-	if old := ps.conn; old != nil && old != c {
-		go old.close(codeReplaced, "replaced by a newer connection", fmt.Errorf("%w: connection replaced by a newer one", transport.ErrPeerLost))
-	}
-	ps.conn = c
-	notify(ps)
-	c.start()
-	e.watch.announce(c)
-}
+// WatchConns implements transport.ConnWatcher: f sees every connection
+// this endpoint installs, dialed or accepted (a refused duplicate dial is
+// never installed, so never announced). f runs with the endpoint's lock
+// held.
+func (e *Endpoint) WatchConns(f func(transport.Conn)) (stop func()) { return e.peers.WatchConns(f) }
 
-// forget removes c from the peer table once it is dead.
-func (e *Endpoint) forget(c *conn) {
-	e.mu.Lock()
-	if ps := e.peers[c.peer]; ps != nil && ps.conn == c {
-		ps.conn = nil
-		notify(ps)
-	}
-	e.mu.Unlock()
-}
-
-func (e *Endpoint) resolve(ctx context.Context, peer string) (string, error) {
-	e.mu.Lock()
-	addr, ok := e.addrs[peer]
-	e.mu.Unlock()
-	if ok {
-		return addr, nil
-	}
-	if e.cfg.Resolve == nil {
-		return "", fmt.Errorf("%w: no address for node %s", transport.ErrUnknownPeer, peer)
-	}
-	return e.cfg.Resolve(ctx, peer)
-}
-
-// dial connects to peer, retrying with backoff until ctx ends or an error
-// that retrying cannot fix.
-func (e *Endpoint) dial(ctx context.Context, peer string) (*conn, error) {
-	backoff := 20 * time.Millisecond
-	for {
-		addr, err := e.resolve(ctx, peer)
-		var c *conn
-		if err == nil {
-			c, err = e.dialOnce(ctx, peer, addr)
-			if err == nil {
-				return c, nil
-			}
-		}
-		if permanent(err) {
-			return nil, err
-		}
-		if e.ctx.Err() != nil {
-			return nil, transport.ErrClosed
-		}
-		if ctx.Err() == nil {
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		}
-		if ctx.Err() != nil {
-			// FailPeer's verdict is a loss; running out of time is not.
-			if cause := context.Cause(ctx); errors.Is(cause, transport.ErrPeerLost) {
-				return nil, cause
-			}
-			return nil, fmt.Errorf("%w: %w (last attempt: %v)", transport.ErrUnreachable, ctx.Err(), err)
-		}
-		backoff = min(2*backoff, time.Second)
-	}
-}
+// Connected implements transport.ConnWatcher.
+func (e *Endpoint) Connected() []string { return e.peers.Connected() }
 
 func (e *Endpoint) dialOnce(ctx context.Context, peer, addr string) (*conn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
@@ -444,7 +238,7 @@ func (e *Endpoint) dialOnce(ctx context.Context, peer, addr string) (*conn, erro
 	if err != nil {
 		var ae *quicgo.ApplicationError
 		if errors.As(err, &ae) && ae.ErrorCode == codeDuplicate {
-			return nil, errDuplicate
+			return nil, peers.ErrDuplicate
 		}
 		return fail(fmt.Errorf("reading the peer's hello ack: %w", err))
 	}
@@ -456,9 +250,9 @@ func (e *Endpoint) dialOnce(ctx context.Context, peer, addr string) (*conn, erro
 	switch {
 	case ack == nil:
 		return fail(fmt.Errorf("%w: expected a hello ack, got %T", transport.ErrProtocol, m.Body))
-	case !ack.Accepted && ack.Reason == errDuplicate.Error():
+	case !ack.Accepted && ack.Reason == peers.ErrDuplicate.Error():
 		qc.CloseWithError(codeDuplicate, "duplicate")
-		return nil, errDuplicate
+		return nil, peers.ErrDuplicate
 	case !ack.Accepted:
 		qc.CloseWithError(codeProtocol, "refused")
 		return nil, fmt.Errorf("%w: peer refused the connection: %s", transport.ErrProtocol, ack.Reason)
@@ -524,41 +318,29 @@ func (e *Endpoint) handleIncoming(qc *quicgo.Conn) {
 		return
 	}
 
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		qc.CloseWithError(codeClosed, "endpoint closed")
-		return
-	}
-	ps := e.peerLocked(peer)
-	accept := true
-	if old := ps.conn; old != nil && !old.isDead() && old.peerInc == h.Incarnation {
-		// Same peer process: keep the connection dialed by the lower ID.
-		// If the peer dialed the old one too, it has given up on it.
-		if old.dialedByMe && e.cfg.ID < peer {
-			accept = false
-		}
-	} else if ps.dialing && e.cfg.ID < peer {
-		accept = false // our dial wins; the peer accepts it
-	}
-	ack := &wire.Control{Body: &wire.Control_HelloAck{HelloAck: &wire.HelloAck{
-		Accepted: accept, ProtocolVersion: wire.ProtocolVersion, Epoch: e.epoch.Load(), Incarnation: e.incarnation,
-	}}}
-	if accept {
+	var c *conn
+	err = e.peers.Admit(peer, h.Incarnation, func() (*conn, error) {
 		// Installed before the ack goes out: once the dialer holds the
-		// ack, Conn on this side finds the connection. writeControl keeps
-		// the ack from interleaving with an early Abort.
-		c := newConn(e, peer, qc, ctrl, false, h.Incarnation)
+		// ack, Conn on this side finds the connection.
+		c = newConn(e, peer, qc, ctrl, false, h.Incarnation)
 		ctrl.SetDeadline(time.Time{})
-		e.installLocked(ps, c)
-		e.mu.Unlock()
+		return c, nil
+	})
+	ack := &wire.Control{Body: &wire.Control_HelloAck{HelloAck: &wire.HelloAck{
+		Accepted: err == nil, ProtocolVersion: wire.ProtocolVersion, Epoch: e.epoch.Load(), Incarnation: e.incarnation,
+	}}}
+	switch {
+	case err == nil:
+		// writeControl keeps the ack from interleaving with an early Abort.
 		if err := c.writeControl(ctx, ack); err != nil {
 			c.close(codeProtocol, "hello ack: "+err.Error(), fmt.Errorf("%w: sending hello ack: %v", transport.ErrPeerLost, err))
 		}
 		return
+	case !errors.Is(err, peers.ErrDuplicate):
+		qc.CloseWithError(codeClosed, "endpoint closed")
+		return
 	}
-	e.mu.Unlock()
-	ack.GetHelloAck().Reason = errDuplicate.Error()
+	ack.GetHelloAck().Reason = peers.ErrDuplicate.Error()
 	frame, err := wire.AppendFrame(nil, ack, wire.MaxControlSize)
 	if err == nil {
 		_, err = ctrl.Write(frame)

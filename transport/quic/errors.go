@@ -8,6 +8,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/internal/secret"
 	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/transport/internal/peers"
 )
 
 // Application error codes on connections (CONNECTION_CLOSE) and streams
@@ -23,9 +24,6 @@ const (
 	codeAborted   = 0x111 // stream: the operation was aborted (reason on the control stream)
 	codeEpoch     = 0x113 // stream: the message's epoch is refused
 )
-
-// errDuplicate: the peer refused our dial because its own dial wins.
-var errDuplicate = errors.New("peer refused the connection: the pair already has one")
 
 func opErr(op, peer string, tag transport.Tag, err error) error {
 	return &transport.OpError{Op: op, Peer: peer, Tag: tag, Err: err}
@@ -98,6 +96,6 @@ func handshakeError(err, verifyErr error) error {
 // permanent reports dial errors that retrying cannot fix.
 func permanent(err error) bool {
 	return errors.Is(err, secret.ErrForeignPeer) || errors.Is(err, secret.ErrWrongPeer) ||
-		errors.Is(err, errDuplicate) || errors.Is(err, transport.ErrProtocol) ||
+		errors.Is(err, peers.ErrDuplicate) || errors.Is(err, transport.ErrProtocol) ||
 		errors.Is(err, transport.ErrUnknownPeer) || errors.Is(err, transport.ErrClosed)
 }

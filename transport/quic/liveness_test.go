@@ -158,10 +158,6 @@ func runIdleChild(t *testing.T) {
 
 // peerConn is the installed connection to id, if any.
 func (e *Endpoint) peerConn(id string) *conn {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if ps := e.peers[id]; ps != nil {
-		return ps.conn
-	}
-	return nil
+	c, _ := e.peers.Get(id)
+	return c
 }

@@ -40,6 +40,19 @@ type Config struct {
 	// keep-alive probes go unanswered, for this long (TCP_USER_TIMEOUT plus
 	// TCP keep-alive every second). Default 10 s, like quic's IdleTimeout.
 	UserTimeout time.Duration
+	// IdleClose, if positive, closes a connection that carried no message
+	// in either direction for this long and has no call in progress, data
+	// buffered or credit outstanding on a data tag (Op <
+	// transport.ControlOpBase), so connections opened for a passing
+	// exchange (an epoch change, a state sync) do not stay open for good.
+	// Calls waiting on control tags do not keep a connection open: they
+	// fail with an error wrapping transport.ErrClosed (not a loss), as the
+	// peer's calls do, and the next Conn dials again. Each end decides
+	// alone, so a connection both ends must keep through long pauses (a
+	// running epoch's ring links) is named in KeepOpen on both. Zero (the
+	// default) never closes a connection for idleness. As in
+	// transport/quic.
+	IdleClose time.Duration
 	// Logger receives warnings (refused peers, protocol violations).
 	// Default slog.Default().
 	Logger *slog.Logger

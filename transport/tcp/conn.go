@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringtrain/ringtrain/transport"
@@ -48,7 +49,10 @@ type conn struct {
 	failedQ []transport.Tag         // insertion order of failed, for eviction
 	ctrl    []byte                  // encoded control frames the writer sends next
 	reqs    []*sendReq              // data the writer sends, round robin
-	bye     bool                    // Close asked the writer to send goodbye
+	bye     kind                    // kindGoodbye or kindIdle once the writer is to end the stream with it
+	byeErr  error                   // what calls report once the connection ends after bye
+	arrived uint64                  // messages begun by the peer: traffic, for IdleClose (idle.go)
+	calls   atomic.Uint64           // Send and Recv calls begun: traffic, for IdleClose
 }
 
 // tagState is the state of one tag on a conn; it exists while a call uses
@@ -96,9 +100,9 @@ func newConn(e *Endpoint, peer string, raw *net.TCPConn, bc *bufConn, tc *tls.Co
 	}
 }
 
-// start runs the connection's reader and writer; both end once it dies,
-// and Endpoint.Close waits for them.
-func (c *conn) start() {
+// Start runs the connection's reader and writer (peers.Conn); both end
+// once it dies, and Endpoint.Close waits for them.
+func (c *conn) Start() {
 	c.startOnce.Do(func() {
 		c.e.wg.Go(c.readLoop)
 		c.e.wg.Go(c.writeLoop)
@@ -107,6 +111,17 @@ func (c *conn) start() {
 
 // Peer is the remote node's ID.
 func (c *conn) Peer() string { return c.peer }
+
+// Dead, Origin, Replaced and Discard implement peers.Conn.
+func (c *conn) Dead() bool { return c.isDead() }
+
+func (c *conn) Origin() (dialedByMe bool, peerIncarnation uint64) { return c.dialedByMe, c.peerInc }
+
+func (c *conn) Replaced() {
+	c.kill(fmt.Errorf("%w: connection replaced by a newer one", transport.ErrPeerLost))
+}
+
+func (c *conn) Discard() { c.kill(transport.ErrClosed) }
 
 func (c *conn) isDead() bool {
 	select {
@@ -119,7 +134,7 @@ func (c *conn) isDead() bool {
 
 // kill ends the connection with err: every pending and later call fails
 // with it, and the socket is closed, so the peer sees the loss at once.
-// It may be called with Endpoint.mu held.
+// It may be called with the peer table's lock held (Replaced).
 func (c *conn) kill(err error) {
 	c.killOnce.Do(func() {
 		c.mu.Lock()
@@ -214,7 +229,7 @@ func (c *conn) failLocked(tag transport.Tag, err error) {
 func (c *conn) dropQueueLocked(tag transport.Tag, ts *tagState) {
 	for _, m := range ts.queue {
 		ts.owed += m.got - m.consumed
-		m.staged = nil
+		c.unstage(m)
 		m.dropped = true
 	}
 	ts.queue = nil
@@ -302,11 +317,15 @@ func (c *conn) dropBelow(epoch uint64) {
 }
 
 // goodbye ends the connection gracefully: the writer sends what is queued,
-// then a goodbye frame, and the peer, having read everything, closes its
-// end; goodbye waits for that at most linger.
-func (c *conn) goodbye(linger time.Duration) {
+// then a frame of kind k (kindGoodbye or kindIdle), and the peer, having
+// read everything, closes its end; goodbye waits for that at most linger.
+// Calls then fail with err.
+func (c *conn) goodbye(k kind, err error, linger time.Duration) {
 	c.mu.Lock()
-	c.bye = true
+	if c.bye == 0 {
+		c.bye, c.byeErr = k, err
+	}
+	err = c.byeErr
 	c.kick()
 	c.mu.Unlock()
 	t := time.NewTimer(linger)
@@ -315,7 +334,7 @@ func (c *conn) goodbye(linger time.Duration) {
 	case <-c.readDone:
 	case <-c.dead:
 	case <-t.C:
-		c.e.log.Debug("closing before the peer read our goodbye", "peer", c.peer)
+		c.e.log.Debug("closing before the peer read our goodbye", "peer", c.peer, "frame", k)
 	}
-	c.kill(transport.ErrClosed)
+	c.kill(err)
 }

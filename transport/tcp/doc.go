@@ -9,7 +9,7 @@
 //   - One TCP connection (one TLS session, ALPN ringtrain-tcp/1) per peer
 //     pair, reused by every operation and epoch. Whoever needs it first
 //     dials; when both dial at once the connection dialed by the lower node
-//     ID wins and the other is refused (errDuplicate). The dialer's hello
+//     ID wins and the other is refused (peers.ErrDuplicate). The dialer's hello
 //     carries a random per-process incarnation, so a restarted peer's
 //     connection replaces the stale one while a duplicate from the same
 //     process is refused. Identity comes from the certificate: a foreign
@@ -32,7 +32,9 @@
 //     once.
 //   - One reader goroutine per connection decodes frames. While a Recv
 //     waits for a message, its payload is read straight from TLS into the
-//     caller's buffer; otherwise it is staged. One writer goroutine per
+//     caller's buffer; otherwise it is staged, full sub-frames in buffers
+//     the endpoint recycles once the message is read or dropped (most
+//     of a ring's messages arrive before their Recv). One writer goroutine per
 //     connection sends queued control frames, then one sub-frame of each
 //     waiting Send in turn, up to roundBudget per round, through 256 KiB
 //     socket buffers with one flush per round, so the socket sees large
@@ -55,6 +57,10 @@
 //     it and a dial in progress with ErrPeerLost and the cause; a later
 //     dial in either direction connects again. Running out of time while
 //     dialing is ErrUnreachable.
+//   - Idle connections (Config.IdleClose, idle.go) end like Close's but
+//     with an idle frame instead of a goodbye: neither end takes it for a
+//     loss (calls fail with transport.ErrClosed), and the next Conn dials
+//     again. KeepOpen exempts peers (a running epoch's ring neighbours).
 //   - Close is graceful within Config.Linger: the writer sends what is
 //     queued, a goodbye frame and close_notify; the peer, having read
 //     everything before it, fails its calls with ErrPeerLost and closes,

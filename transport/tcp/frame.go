@@ -22,15 +22,16 @@ const headerLen = 21
 type kind uint8
 
 const (
-	kindHello   kind = 1 // dialer → acceptor: helloMsg payload
-	kindAck     kind = 2 // acceptor → dialer: ackMsg payload
-	kindBegin   kind = 3 // a message of length bytes starts on the tag
-	kindData    kind = 4 // length payload bytes of the tag's current message
-	kindCancel  kind = 5 // the sender gave up the tag's current message: drop it
-	kindAbort   kind = 6 // the tag is aborted; payload is the reason
-	kindRefuse  kind = 7 // the receiver refuses the tag's epoch
-	kindCredit  kind = 8 // the receiver consumed length bytes of the tag
-	kindGoodbye kind = 9 // the sender closes: nothing follows
+	kindHello   kind = 1  // dialer → acceptor: helloMsg payload
+	kindAck     kind = 2  // acceptor → dialer: ackMsg payload
+	kindBegin   kind = 3  // a message of length bytes starts on the tag
+	kindData    kind = 4  // length payload bytes of the tag's current message
+	kindCancel  kind = 5  // the sender gave up the tag's current message: drop it
+	kindAbort   kind = 6  // the tag is aborted; payload is the reason
+	kindRefuse  kind = 7  // the receiver refuses the tag's epoch
+	kindCredit  kind = 8  // the receiver consumed length bytes of the tag
+	kindGoodbye kind = 9  // the sender closes: nothing follows
+	kindIdle    kind = 10 // the sender closes the idle connection (not a loss): nothing follows
 )
 
 func (k kind) String() string {
@@ -53,6 +54,8 @@ func (k kind) String() string {
 		return "credit"
 	case kindGoodbye:
 		return "goodbye"
+	case kindIdle:
+		return "idle"
 	}
 	return fmt.Sprintf("kind %d", uint8(k))
 }
@@ -105,7 +108,7 @@ func decodeHeader(b *[headerLen]byte, maxMessage int) (header, error) {
 		ok = n <= int64(maxMessage)
 	case kindData:
 		ok = n >= 1 && n <= maxSubFrame
-	case kindCancel, kindRefuse, kindGoodbye:
+	case kindCancel, kindRefuse, kindGoodbye, kindIdle:
 		ok = n == 0
 	case kindAbort:
 		ok = n <= maxControlPayload
@@ -138,7 +141,8 @@ type ackMsg struct {
 }
 
 // protocolVersion is carried in every hello; peers refuse other versions.
-const protocolVersion = 1
+// Version 2 added kindIdle.
+const protocolVersion = 2
 
 var errShortPayload = errors.New("payload too short")
 

@@ -12,10 +12,8 @@ import (
 
 	"github.com/ringtrain/ringtrain/internal/secret"
 	"github.com/ringtrain/ringtrain/transport"
+	"github.com/ringtrain/ringtrain/transport/internal/peers"
 )
-
-// errDuplicate: the peer refused our dial because its own dial wins.
-var errDuplicate = errors.New("peer refused the connection: the pair already has one")
 
 // clientTLS is the dialer's TLS configuration toward peer; verifyErr keeps
 // our own verdict on the peer's certificate, so a wrong secret is reported
@@ -71,7 +69,7 @@ func handshakeError(err, verifyErr error) error {
 // permanent reports dial errors that retrying cannot fix.
 func permanent(err error) bool {
 	return errors.Is(err, secret.ErrForeignPeer) || errors.Is(err, secret.ErrWrongPeer) ||
-		errors.Is(err, errDuplicate) || errors.Is(err, transport.ErrProtocol) ||
+		errors.Is(err, peers.ErrDuplicate) || errors.Is(err, transport.ErrProtocol) ||
 		errors.Is(err, transport.ErrUnknownPeer) || errors.Is(err, transport.ErrClosed)
 }
 
@@ -149,9 +147,9 @@ func (e *Endpoint) dialOnce(ctx context.Context, peer, addr string) (*conn, erro
 	switch {
 	case err != nil:
 		return fail(err)
-	case !ack.accepted && ack.reason == errDuplicate.Error():
+	case !ack.accepted && ack.reason == peers.ErrDuplicate.Error():
 		raw.Close()
-		return nil, errDuplicate
+		return nil, peers.ErrDuplicate
 	case !ack.accepted:
 		return fail(fmt.Errorf("%w: peer refused the connection: %s", transport.ErrProtocol, ack.reason))
 	}
@@ -236,40 +234,25 @@ func (e *Endpoint) handleIncoming(raw *net.TCPConn) {
 		return
 	}
 
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		raw.Close()
-		return
-	}
-	ps := e.peerLocked(peer)
-	accept := true
-	if old := ps.conn; old != nil && !old.isDead() && old.peerInc == h.incarnation {
-		// Same peer process: keep the connection dialed by the lower ID.
-		// If the peer dialed the old one too, it has given up on it.
-		if old.dialedByMe && e.cfg.ID < peer {
-			accept = false
+	err = e.peers.Admit(peer, h.incarnation, func() (*conn, error) {
+		// The ack is written before the connection is installed and its
+		// goroutines start, so nothing can come before it; Conn on this
+		// side finds the connection once the dialer holds the ack.
+		if err := writeFrame(tc, kindAck, ackMsg{accepted: true, incarnation: e.incarnation}.appendTo(nil)); err != nil {
+			return nil, err
 		}
-	} else if ps.dialing && e.cfg.ID < peer {
-		accept = false // our dial wins; the peer accepts it
-	}
-	if !accept {
-		e.mu.Unlock()
-		writeFrame(tc, kindAck, ackMsg{reason: errDuplicate.Error(), incarnation: e.incarnation}.appendTo(nil)) //nolint:errcheck // the dialer retries or waits either way
+		if !stop() {
+			return nil, ctx.Err()
+		}
+		raw.SetDeadline(time.Time{})
+		bc.setBuffered()
+		return newConn(e, peer, raw, bc, tc, false, h.incarnation), nil
+	})
+	switch {
+	case errors.Is(err, peers.ErrDuplicate):
+		writeFrame(tc, kindAck, ackMsg{reason: peers.ErrDuplicate.Error(), incarnation: e.incarnation}.appendTo(nil)) //nolint:errcheck // the dialer retries or waits either way
 		raw.Close()
-		return
-	}
-	// The ack is written before the connection is installed and its
-	// goroutines start, so nothing can come before it; Conn on this side
-	// finds the connection once the dialer holds the ack.
-	if err := writeFrame(tc, kindAck, ackMsg{accepted: true, incarnation: e.incarnation}.appendTo(nil)); err != nil || !stop() {
-		e.mu.Unlock()
+	case err != nil:
 		raw.Close()
-		return
 	}
-	raw.SetDeadline(time.Time{})
-	bc.setBuffered()
-	c := newConn(e, peer, raw, bc, tc, false, h.incarnation)
-	e.installLocked(ps, c)
-	e.mu.Unlock()
 }

@@ -11,6 +11,7 @@ import (
 
 // Recv receives the next message of tag into p.
 func (c *conn) Recv(ctx context.Context, tag transport.Tag, p []byte) (int, error) {
+	c.calls.Add(1)
 	ts := c.use(tag)
 	defer c.done(tag, ts)
 	if err := lock(ctx, ts.recvSem); err != nil {
@@ -50,7 +51,7 @@ func (c *conn) recv(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 				m.consumed += copy(p[m.consumed:], b)
 				ts.owed += len(b)
 			}
-			m.staged = nil
+			c.unstage(m)
 			if m.complete() {
 				c.popLocked(tag, ts)
 				return m.total, nil
@@ -100,7 +101,7 @@ func (c *conn) popLocked(tag transport.Tag, ts *tagState) {
 	ts.queue = ts.queue[1:]
 	ts.waiter = nil
 	ts.owed += m.got - m.consumed
-	m.staged = nil
+	c.unstage(m)
 	if !m.complete() {
 		m.dropped = true
 	}
@@ -124,24 +125,31 @@ func (c *conn) creditLocked(tag transport.Tag, ts *tagState) {
 // Recv, or into the tag's staging buffers (bounded by tagWindow).
 func (c *conn) readLoop() {
 	defer close(c.readDone)
-	defer c.e.forget(c)
+	defer c.e.peers.Forget(c)
 	err := c.readFrames()
 	c.mu.Lock()
-	bye := c.bye
+	bye, byeErr := c.bye, c.byeErr
 	c.mu.Unlock()
 	switch {
 	case errors.Is(err, errPeerBye):
 		c.kill(fmt.Errorf("%w: peer %s closed its endpoint", transport.ErrPeerLost, c.peer))
+	case errors.Is(err, errPeerIdle):
+		// Not a loss: the peer closed the connection for idleness (its
+		// Config.IdleClose); the next Conn dials again.
+		c.kill(fmt.Errorf("%w: peer %s closed the idle connection", transport.ErrClosed, c.peer))
 	case errors.Is(err, transport.ErrProtocol):
 		c.violation("%v", err)
-	case bye:
-		c.kill(transport.ErrClosed)
+	case bye != 0:
+		c.kill(byeErr)
 	default:
 		c.kill(fmt.Errorf("%w: connection to %s broke: %v", transport.ErrPeerLost, c.peer, err))
 	}
 }
 
-var errPeerBye = errors.New("peer said goodbye")
+var (
+	errPeerBye  = errors.New("peer said goodbye")
+	errPeerIdle = errors.New("peer closed the idle connection")
+)
 
 func (c *conn) readFrames() error {
 	var hb [headerLen]byte
@@ -172,6 +180,8 @@ func (c *conn) readFrames() error {
 			err = c.onCredit(h)
 		case kindGoodbye:
 			return errPeerBye
+		case kindIdle:
+			return errPeerIdle
 		default:
 			return fmt.Errorf("%w: unexpected %s frame", transport.ErrProtocol, h.kind)
 		}
@@ -189,6 +199,7 @@ func (c *conn) onBegin(h header) error {
 		return fmt.Errorf("%w: begin of a message on %s while one is arriving", transport.ErrProtocol, h.tag)
 	}
 	m := &inMsg{total: int(h.length)}
+	c.arrived++
 	switch {
 	case c.epochErr(h.tag) != nil:
 		m.dropped = true
@@ -229,7 +240,7 @@ func (c *conn) onData(h header, scratch []byte) error {
 		dst = ts.waiter[m.got : m.got+n]
 		ts.reading = true
 	default:
-		dst = make([]byte, n)
+		dst = c.stageBuf(n)
 	}
 	c.mu.Unlock()
 
@@ -253,6 +264,9 @@ func (c *conn) onData(h header, scratch []byte) error {
 	case m.dropped:
 		if dst != nil {
 			ts.owed += n // dropped while it arrived
+			if !direct {
+				c.recycle(dst)
+			}
 		}
 	case direct:
 		m.consumed += n
@@ -302,7 +316,7 @@ func (c *conn) onCancel(tag transport.Tag) {
 	if !m.dropped {
 		ts.owed += m.got - m.consumed
 		m.dropped = true
-		m.staged = nil
+		c.unstage(m)
 	}
 	ts.wake()
 	c.creditLocked(tag, ts)
@@ -340,4 +354,34 @@ func (c *conn) onCredit(h header) error {
 	ts.wake()
 	c.gcLocked(h.tag, ts)
 	return nil
+}
+
+// stageBuf returns a buffer for n bytes of a message that arrives before
+// its Recv. Full sub-frames, the bulk of large messages, come from the
+// endpoint's pool (Endpoint.chunks); smaller ones are allocated to size,
+// so that staged memory stays what the tag's window allows.
+func (c *conn) stageBuf(n int) []byte {
+	if n != maxSubFrame {
+		return make([]byte, n)
+	}
+	if p, ok := c.e.chunks.Get().(*[maxSubFrame]byte); ok {
+		return p[:]
+	}
+	return new([maxSubFrame]byte)[:]
+}
+
+// recycle returns a buffer from stageBuf that nothing refers to any more.
+func (c *conn) recycle(b []byte) {
+	if len(b) == maxSubFrame {
+		c.e.chunks.Put((*[maxSubFrame]byte)(b))
+	}
+}
+
+// unstage recycles m's staged buffers (copied out or dropped) and forgets
+// them.
+func (c *conn) unstage(m *inMsg) {
+	for _, b := range m.staged {
+		c.recycle(b)
+	}
+	m.staged = nil
 }

@@ -33,6 +33,7 @@ const smallPayload = 4 << 10
 
 // Send delivers p as one message of tag.
 func (c *conn) Send(ctx context.Context, tag transport.Tag, p []byte) error {
+	c.calls.Add(1)
 	ts := c.use(tag)
 	defer c.done(tag, ts)
 	if err := lock(ctx, ts.sendSem); err != nil {
@@ -66,9 +67,10 @@ func (c *conn) send(ctx context.Context, tag transport.Tag, ts *tagState, p []by
 			c.mu.Unlock()
 			return nil
 		}
-		if c.bye {
+		if c.bye != 0 {
+			err := c.byeErr
 			c.mu.Unlock()
-			return transport.ErrClosed
+			return err
 		}
 		k := min(ts.credit, len(p)-off)
 		if k == 0 && begun {
@@ -196,7 +198,7 @@ func (c *conn) writeLoop() {
 	var pieces []piece
 	for {
 		c.mu.Lock()
-		for len(c.ctrl) == 0 && len(c.reqs) == 0 && !c.bye && !c.isDead() {
+		for len(c.ctrl) == 0 && len(c.reqs) == 0 && c.bye == 0 && !c.isDead() {
 			c.mu.Unlock()
 			select {
 			case <-c.wake:
@@ -221,7 +223,10 @@ func (c *conn) writeLoop() {
 			r.busy = true
 			budget -= n
 		}
-		bye := c.bye && len(c.reqs) == 0
+		var bye kind // the stream's last frame, once nothing is left to send
+		if len(c.reqs) == 0 {
+			bye = c.bye
+		}
 		c.mu.Unlock()
 
 		err := c.writeRound(ctrl, pieces, &scratch, bye)
@@ -238,7 +243,7 @@ func (c *conn) writeLoop() {
 				c.removeReqLocked(r)
 			}
 		}
-		if err != nil || bye {
+		if err != nil || bye != 0 {
 			c.failReqsLocked()
 			c.mu.Unlock()
 			if err != nil {
@@ -258,9 +263,10 @@ func (c *conn) failReqsLocked() {
 	}
 }
 
-// writeRound writes one round's frames and flushes them; bye ends the
-// stream with a goodbye frame and TLS close_notify.
-func (c *conn) writeRound(ctrl []byte, pieces []piece, scratch *[]byte, bye bool) error {
+// writeRound writes one round's frames and flushes them; bye, if not
+// zero, ends the stream with a frame of that kind (kindGoodbye or
+// kindIdle) and a write shutdown.
+func (c *conn) writeRound(ctrl []byte, pieces []piece, scratch *[]byte, bye kind) error {
 	buf := append((*scratch)[:0], ctrl...)
 	for _, pc := range pieces {
 		if pc.begin {
@@ -283,8 +289,8 @@ func (c *conn) writeRound(ctrl []byte, pieces []piece, scratch *[]byte, bye bool
 			return err
 		}
 	}
-	if bye {
-		buf = appendHeader(buf, header{kind: kindGoodbye})
+	if bye != 0 {
+		buf = appendHeader(buf, header{kind: bye})
 	}
 	*scratch = buf[:0]
 	if len(buf) > 0 {
@@ -295,7 +301,7 @@ func (c *conn) writeRound(ctrl []byte, pieces []piece, scratch *[]byte, bye bool
 	if err := c.bc.flush(); err != nil {
 		return err
 	}
-	if bye {
+	if bye != 0 {
 		return c.raw.CloseWrite()
 	}
 	return nil

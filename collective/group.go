@@ -95,9 +95,13 @@ type Group struct {
 	wbufs   wirePool               // encoded chunks in flight
 }
 
-// wirePool lends the buffers of encoded chunks (ring.BufPool). Every
-// buffer has room for a whole chunk (ChunkBytes, the most any wire dtype's
-// chunk takes), so a short last chunk's buffer serves any later one.
+// wirePool lends the buffers of encoded chunks (ring.BufPool). A buffer's
+// capacity is its first chunk's length rounded up to a power of two, at most
+// ChunkBytes (the most any wire dtype's chunk takes): a short last chunk's
+// buffer serves the chunks of the same operation and of similar ones, while
+// a small operation on a group with huge chunks (--chunk-bytes 64MiB) takes
+// only about what it sends, not ChunkBytes for every chunk in flight. A
+// pooled buffer too small for a request is dropped and a larger one made.
 type wirePool struct {
 	chunkBytes int
 	p          sync.Pool // *[]byte
@@ -108,8 +112,18 @@ func (w *wirePool) Get(n int) *[]byte {
 		*b = (*b)[:n]
 		return b
 	}
-	b := make([]byte, n, max(n, w.chunkBytes))
+	b := make([]byte, n, wireCap(n, w.chunkBytes))
 	return &b
+}
+
+// wireCap is the capacity of a new wire buffer for an n-byte chunk: n
+// rounded up to a power of two, but at most chunkBytes (and never below n).
+func wireCap(n, chunkBytes int) int {
+	c := 1
+	for c < n {
+		c <<= 1
+	}
+	return max(n, min(c, chunkBytes))
 }
 
 func (w *wirePool) Put(b *[]byte) { w.p.Put(b) }

@@ -58,12 +58,8 @@ func testJobs() map[string]Job {
 }
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == WorkerCommand {
-		if err := RunWorker(context.Background(), os.Args[2:], testJobs()); err != nil {
-			os.Stderr.WriteString(err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if ran, code := WorkerMain(os.Args, testJobs(), os.Stderr); ran {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -158,6 +154,30 @@ func TestRunProcsReportsFailure(t *testing.T) {
 			}
 			if cmds[0].ProcessState == nil {
 				t.Fatal("process not reaped")
+			}
+		})
+	}
+}
+
+// TestWorkerMain: only a worker command line runs the worker; a bad spec
+// ends it with exit code 1 and the error on stderr.
+func TestWorkerMain(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		ran      bool
+		code     int
+		inStderr string
+	}{
+		{"no subcommand", []string{"bench"}, false, 0, ""},
+		{"another subcommand", []string{"bench", "allreduce"}, false, 0, ""},
+		{"worker with a bad spec", []string{"bench", WorkerCommand, "--spec", "{"}, true, 1, "unexpected end of JSON input"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			ran, code := WorkerMain(tc.args, testJobs(), &stderr)
+			if ran != tc.ran || code != tc.code || !strings.Contains(stderr.String(), tc.inStderr) {
+				t.Fatalf("WorkerMain(%q) = %v, %d, stderr %q; want %v, %d, stderr with %q", tc.args, ran, code, stderr.String(), tc.ran, tc.code, tc.inStderr)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -48,6 +49,22 @@ func (c *Cluster) WorkerCmd(ctx context.Context, slot int, exe string, spec Spec
 		return nil, err
 	}
 	return c.Command(ctx, slot, exe, WorkerCommand, "--spec", string(b)), nil
+}
+
+// WorkerMain runs the worker subcommand with jobs when args (a process's
+// os.Args) name it, writing its error to stderr; it returns whether it ran
+// and the exit code the process should end with. A test binary whose driver
+// under test starts it as a peer process ("<its executable> worker …")
+// calls it first in TestMain.
+func WorkerMain(args []string, jobs map[string]Job, stderr io.Writer) (ran bool, code int) {
+	if len(args) < 2 || args[1] != WorkerCommand {
+		return false, 0
+	}
+	if err := RunWorker(context.Background(), args[2:], jobs); err != nil {
+		fmt.Fprintln(stderr, err)
+		return true, 1
+	}
+	return true, 0
 }
 
 // RunWorker is the worker subcommand: it listens on the spec's address,

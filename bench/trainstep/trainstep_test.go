@@ -13,12 +13,8 @@ import (
 // TestMain runs the test binary as the worker subcommand when a process
 // runner under test starts it as a peer ("<its executable> worker …").
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == cluster.WorkerCommand {
-		if err := cluster.RunWorker(context.Background(), os.Args[2:], map[string]cluster.Job{JobName: Job}); err != nil {
-			os.Stderr.WriteString(err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if ran, code := cluster.WorkerMain(os.Args, map[string]cluster.Job{JobName: Job}, os.Stderr); ran {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

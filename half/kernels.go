@@ -42,6 +42,28 @@ func encodeBF16(d []uint16, b []uint32) {
 	}
 }
 
+// EncodeExactBFloat16 encodes src into dst[:2·len(src)] like
+// EncodeBFloat16 for values that are exactly bfloat16 (every value
+// RoundBFloat16 or DecodeBFloat16 leaves): it keeps the top 16 bits and
+// skips the rounding, so it is several times cheaper. Any other value is
+// truncated (rounded toward zero), and a decoded signalling NaN keeps its
+// code instead of being made quiet; the ring uses it only where Buf holds
+// decoded or rounded values.
+func EncodeExactBFloat16(dst []byte, src []float32) {
+	d := u16(dst[:2*len(src)])[:len(src)]
+	b := u32(src)
+	k := truncBF16Vec(d, b)
+	truncBF16(d[k:], b[k:])
+}
+
+// truncBF16 is EncodeExactBFloat16 in Go, over codes.
+func truncBF16(d []uint16, b []uint32) {
+	d = d[:len(b)]
+	for i, x := range b {
+		d[i] = uint16(x >> 16)
+	}
+}
+
 // EncodeFloat16 narrows src into dst[:2·len(src)].
 func EncodeFloat16(dst []byte, src []float32) {
 	d := u16(dst[:2*len(src)])[:len(src)]

@@ -14,6 +14,9 @@ package half
 func encodeBF16SSE2(dst *uint16, src *uint32, n int)
 
 //go:noescape
+func truncBF16SSE2(dst *uint16, src *uint32, n int)
+
+//go:noescape
 func decodeBF16SSE2(dst *uint32, src *uint16, n int)
 
 //go:noescape
@@ -26,6 +29,14 @@ func encodeBF16Vec(d []uint16, b []uint32) int {
 	n := min(len(d), len(b)) &^ 7
 	if n > 0 {
 		encodeBF16SSE2(&d[0], &b[0], n)
+	}
+	return n
+}
+
+func truncBF16Vec(d []uint16, b []uint32) int {
+	n := min(len(d), len(b)) &^ 7
+	if n > 0 {
+		truncBF16SSE2(&d[0], &b[0], n)
 	}
 	return n
 }

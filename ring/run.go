@@ -42,7 +42,13 @@ type Exec struct {
 	// rounded result, or the all-gather's bytes as received) instead of
 	// being encoded from Buf again; a reducing receive that is forwarded
 	// and not final then leaves its partial sum only in those bytes (Buf's
-	// range keeps its input until the all-gather overwrites it).
+	// range keeps its input until the all-gather overwrites it). When the
+	// sender lags too far for those bytes to be held (heldLimit), such a
+	// partial sum is parked instead: its encoded bytes are copied to the
+	// start of its own range of Buf, which nothing reads as float32 before
+	// the all-gather overwrites it, and sent from there. A forwarded final
+	// or all-gather chunk that is not held is encoded from Buf again, with
+	// Codec.Exact when set (Buf's range holds decoded or rounded values).
 	Wire *Codec
 	// Bufs lends the buffers encoded chunks occupy while in flight when Wire
 	// is set (nil: each is allocated).
@@ -65,6 +71,9 @@ type Codec struct {
 	// Decode(w)) / div) and w = Encode(acc).
 	AddEncode func(w []byte, acc []float32)
 	AddRound  func(acc []float32, w []byte, div float32)
+	// Exact, when set, is Encode for values Decode or Round produced,
+	// which it may encode without rounding (nil: Encode encodes them).
+	Exact func(dst []byte, src []float32)
 }
 
 // BufPool lends byte buffers; it must be safe for concurrent use.
@@ -88,6 +97,17 @@ func (e *Exec) putBuf(b *[]byte) {
 		e.Bufs.Put(b)
 	}
 }
+
+// parks reports whether receive r, when its bytes are not held for the
+// sender, is parked in Buf (see Exec.Wire): a forwarded partial sum whose
+// code fits in its float32 range.
+func (e *Exec) parks(r Recv) bool {
+	return r.Forward && r.Reduce && !r.Final && e.Wire.Size <= 4
+}
+
+// exact reports whether receive r leaves in Buf, on the range the send
+// forwarding it reads, values that Decode or Round produced.
+func (e *Exec) exact(r Recv) bool { return r.Forward && (r.Final || !r.Reduce) }
 
 // fused reports whether reducing receives use the codec's fused kernels.
 func (e *Exec) fused() bool {
@@ -176,15 +196,26 @@ func sendAll(ctx context.Context, e *Exec, ready <-chan *[]byte) error {
 		p := Bytes(e.Buf[s.Off : s.Off+s.Len])
 		if e.Wire != nil {
 			n := s.Len * e.Wire.Size
-			if fwd != nil {
+			var from *Recv // the receive whose chunk this send forwards
+			if s.After >= 0 {
+				from = &e.Sched.Recvs[s.After]
+			}
+			switch {
+			case fwd != nil:
 				p = (*fwd)[:n]
-			} else {
+			case from != nil && e.parks(*from):
+				p = p[:n]
+			default:
 				if own == nil || cap(*own) < n {
 					e.putBuf(own)
 					own = e.getBuf(n)
 				}
 				p = (*own)[:n]
-				e.Wire.Encode(p, e.Buf[s.Off:s.Off+s.Len])
+				enc := e.Wire.Encode
+				if from != nil && e.exact(*from) && e.Wire.Exact != nil {
+					enc = e.Wire.Exact
+				}
+				enc(p, e.Buf[s.Off:s.Off+s.Len])
 			}
 		}
 		err := e.Next.Send(ctx, e.Tag, p)
@@ -250,7 +281,8 @@ func (e *Exec) heldLimit() int32 {
 
 // recvWire is recvAll over a wire codec: each chunk arrives in a buffer of
 // its own, is decoded (and reduced) from it and, when the schedule forwards
-// it, leaves in it to the sender holding what goes on.
+// it, leaves in it to the sender holding what goes on, or is parked in Buf
+// (see Exec.Wire).
 func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 	c, fused := e.Wire, e.fused()
 	limit := e.heldLimit()
@@ -264,10 +296,11 @@ func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 			return err
 		}
 		fwd := r.Forward && e.held.Load() < limit
+		park := !fwd && e.parks(r)
 		switch {
 		case r.Reduce && fused && r.Final:
 			c.AddRound(dst, w, e.SumDivisor)
-		case r.Reduce && fused && fwd:
+		case r.Reduce && fused && (fwd || park):
 			c.AddEncode(w, dst)
 		default:
 			if r.Reduce {
@@ -282,9 +315,12 @@ func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 				}
 				c.Round(dst)
 			}
-			if fwd && (r.Reduce || r.Final) {
+			if (fwd || park) && (r.Reduce || r.Final) {
 				c.Encode(w, dst) // what goes on is the new value
 			}
+		}
+		if park {
+			copy(Bytes(dst), w) // the sender sends it from there
 		}
 		if fwd {
 			e.held.Add(1)

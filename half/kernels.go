@@ -137,6 +137,25 @@ func decodeFP16(o []uint32, s []uint16) {
 	}
 }
 
+// ExpandBFloat16 widens, in place, the len(x) bfloat16 codes that occupy
+// the upper half of x's memory (its bytes 2·len(x) to 4·len(x),
+// little-endian) into x: x then holds what DecodeBFloat16 would decode from
+// them. Going forward is safe: element i overwrites only codes below
+// 2i−len(x)+2, which are already read (the vector loop reads its eight
+// codes before it writes).
+func ExpandBFloat16(x []float32) {
+	n := len(x)
+	if n == 0 {
+		return
+	}
+	s := u16(unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), 4*n)[2*n:])
+	o := u32(x)
+	k := decodeBF16Vec(o, s)
+	for i := k; i < n; i++ { // one element at a time: its code is read before its word is written
+		o[i] = uint32(s[i]) << 16
+	}
+}
+
 // RoundBFloat16 replaces every element of x by its nearest bfloat16 value,
 // as widened back to float32: x then holds exactly what a decoder of its
 // encoding would.

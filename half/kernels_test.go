@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // lowPatterns are the low 16 bits combined with every high half in
@@ -200,6 +201,36 @@ func TestEncodeExactBFloat16(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestExpandBFloat16: codes in the upper half of a buffer widen in place
+// to what DecodeBFloat16 gives from a separate copy, for every one of the
+// 65,536 codes and at lengths around the vector loop's eight, without
+// touching the memory past the buffer.
+func TestExpandBFloat16(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 1 << 16} {
+		t.Run(fmt.Sprintf("len=%d", n), func(t *testing.T) {
+			codes := make([]byte, 2*n)
+			for i := range n {
+				c := uint16(i*40503 + 7) // every code once at 65,536
+				codes[2*i], codes[2*i+1] = byte(c), byte(c>>8)
+			}
+			want := make([]float32, n)
+			DecodeBFloat16(want, codes)
+			buf := make([]float32, n+1)
+			buf[n] = 42
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), 4*n+4)[2*n:4*n], codes)
+			ExpandBFloat16(buf[:n])
+			for i := range n {
+				if math.Float32bits(buf[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("element %d = %#08x, want %#08x", i, math.Float32bits(buf[i]), math.Float32bits(want[i]))
+				}
+			}
+			if buf[n] != 42 {
+				t.Fatal("wrote past the buffer")
+			}
+		})
 	}
 }
 

@@ -132,7 +132,7 @@ func runAllReduce(t *testing.T, bufs [][]float32, chunk int, c *Codec, div float
 
 // bf16Codec is collective's bfloat16 wire codec.
 var bf16Codec = &Codec{Size: 2, Encode: half.EncodeBFloat16, Decode: half.DecodeBFloat16, Round: half.RoundBFloat16,
-	AddEncode: half.AddEncodeBFloat16, AddRound: half.AddRoundBFloat16, Exact: half.EncodeExactBFloat16}
+	AddEncode: half.AddEncodeBFloat16, AddRound: half.AddRoundBFloat16, Exact: half.EncodeExactBFloat16, Expand: half.ExpandBFloat16}
 
 // TestRunWireParked: over bfloat16 with inputs that round, every rank ends
 // with bitwise the values of the ring's order of operations done one by

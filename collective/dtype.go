@@ -122,7 +122,7 @@ func (d DType) codec() *ring.Codec {
 	switch d {
 	case BFloat16:
 		return &ring.Codec{Size: 2, Encode: half.EncodeBFloat16, Decode: half.DecodeBFloat16, Round: half.RoundBFloat16,
-			AddEncode: half.AddEncodeBFloat16, AddRound: half.AddRoundBFloat16}
+			AddEncode: half.AddEncodeBFloat16, AddRound: half.AddRoundBFloat16, Exact: half.EncodeExactBFloat16, Expand: half.ExpandBFloat16}
 	case Float16:
 		return &ring.Codec{Size: 2, Encode: half.EncodeFloat16, Decode: half.DecodeFloat16, Round: half.RoundFloat16,
 			AddEncode: half.AddEncodeFloat16, AddRound: half.AddRoundFloat16}

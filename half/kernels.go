@@ -42,6 +42,28 @@ func encodeBF16(d []uint16, b []uint32) {
 	}
 }
 
+// EncodeExactBFloat16 encodes src into dst[:2·len(src)] like
+// EncodeBFloat16 for values that are exactly bfloat16 (every value
+// RoundBFloat16 or DecodeBFloat16 leaves): it keeps the top 16 bits and
+// skips the rounding, so it is several times cheaper. Any other value is
+// truncated (rounded toward zero), and a decoded signalling NaN keeps its
+// code instead of being made quiet; the ring uses it only where Buf holds
+// decoded or rounded values.
+func EncodeExactBFloat16(dst []byte, src []float32) {
+	d := u16(dst[:2*len(src)])[:len(src)]
+	b := u32(src)
+	k := truncBF16Vec(d, b)
+	truncBF16(d[k:], b[k:])
+}
+
+// truncBF16 is EncodeExactBFloat16 in Go, over codes.
+func truncBF16(d []uint16, b []uint32) {
+	d = d[:len(b)]
+	for i, x := range b {
+		d[i] = uint16(x >> 16)
+	}
+}
+
 // EncodeFloat16 narrows src into dst[:2·len(src)].
 func EncodeFloat16(dst []byte, src []float32) {
 	d := u16(dst[:2*len(src)])[:len(src)]
@@ -112,6 +134,25 @@ func decodeFP16(o []uint32, s []uint16) {
 	}
 	for ; i < len(s); i++ {
 		o[i] = fromFP16(uint32(s[i]))
+	}
+}
+
+// ExpandBFloat16 widens, in place, the len(x) bfloat16 codes that occupy
+// the upper half of x's memory (its bytes 2·len(x) to 4·len(x),
+// little-endian) into x: x then holds what DecodeBFloat16 would decode from
+// them. Going forward is safe: element i overwrites only codes below
+// 2i−len(x)+2, which are already read (the vector loop reads its eight
+// codes before it writes).
+func ExpandBFloat16(x []float32) {
+	n := len(x)
+	if n == 0 {
+		return
+	}
+	s := u16(unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), 4*n)[2*n:])
+	o := u32(x)
+	k := decodeBF16Vec(o, s)
+	for i := k; i < n; i++ { // one element at a time: its code is read before its word is written
+		o[i] = uint32(s[i]) << 16
 	}
 }
 

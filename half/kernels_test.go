@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // lowPatterns are the low 16 bits combined with every high half in
@@ -145,6 +146,91 @@ func TestKernelsMatchScalar(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestEncodeExactBFloat16: for values that are bfloat16 (every decoded
+// code, signalling NaNs included, and every rounded input of each class)
+// the exact encoder gives the code they came from (the rounding encoder's
+// code for rounded values) at every length around the vector loop's eight
+// and its tails, and never writes past its length.
+func TestEncodeExactBFloat16(t *testing.T) {
+	codes := make([]byte, 2<<16)
+	for c := range 1 << 16 {
+		codes[2*c], codes[2*c+1] = byte(c), byte(c>>8)
+	}
+	decoded := make([]float32, 1<<16)
+	DecodeBFloat16(decoded, codes)
+	cases := []struct {
+		name string
+		x    []float32
+		want func(i int) uint16
+	}{
+		{"every code decoded", decoded, func(i int) uint16 { return uint16(i) }},
+	}
+	for _, class := range inputClasses() {
+		x := append([]float32(nil), class.x...)
+		RoundBFloat16(x)
+		cases = append(cases, struct {
+			name string
+			x    []float32
+			want func(i int) uint16
+		}{class.name + " rounded", x, func(i int) uint16 { return refNarrowBF16(class.x[i]) }})
+	}
+	for _, ft := range formats[:2] { // bf16 and bf16/go
+		for _, c := range cases {
+			for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, len(c.x)} {
+				t.Run(fmt.Sprintf("%s/%s/len=%d", ft.name, c.name, n), func(t *testing.T) {
+					n = min(n, len(c.x))
+					b := make([]byte, 2*n+2)
+					ft.encodeExact(b, c.x[:n])
+					enc := make([]byte, 2*n)
+					EncodeBFloat16(enc, c.x[:n])
+					for i, v := range c.x[:n] {
+						got := uint16(b[2*i]) | uint16(b[2*i+1])<<8
+						if want := c.want(i); got != want {
+							t.Fatalf("element %d (%#08x) = %#04x, want %#04x", i, math.Float32bits(v), got, want)
+						}
+						if r := uint16(enc[2*i]) | uint16(enc[2*i+1])<<8; got != r && !(got&0x7fff > 0x7f80 && got&0x40 == 0) {
+							t.Fatalf("element %d (%#08x) = %#04x, EncodeBFloat16 %#04x", i, math.Float32bits(v), got, r)
+						}
+					}
+					if b[2*n] != 0 || b[2*n+1] != 0 {
+						t.Fatal("wrote past its length")
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestExpandBFloat16: codes in the upper half of a buffer widen in place
+// to what DecodeBFloat16 gives from a separate copy, for every one of the
+// 65,536 codes and at lengths around the vector loop's eight, without
+// touching the memory past the buffer.
+func TestExpandBFloat16(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 1 << 16} {
+		t.Run(fmt.Sprintf("len=%d", n), func(t *testing.T) {
+			codes := make([]byte, 2*n)
+			for i := range n {
+				c := uint16(i*40503 + 7) // every code once at 65,536
+				codes[2*i], codes[2*i+1] = byte(c), byte(c>>8)
+			}
+			want := make([]float32, n)
+			DecodeBFloat16(want, codes)
+			buf := make([]float32, n+1)
+			buf[n] = 42
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), 4*n+4)[2*n:4*n], codes)
+			ExpandBFloat16(buf[:n])
+			for i := range n {
+				if math.Float32bits(buf[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("element %d = %#08x, want %#08x", i, math.Float32bits(buf[i]), math.Float32bits(want[i]))
+				}
+			}
+			if buf[n] != 42 {
+				t.Fatal("wrote past the buffer")
+			}
+		})
 	}
 }
 
@@ -330,6 +416,7 @@ func BenchmarkKernels(b *testing.B) {
 		}{
 			{"encode", func() { ft.encode(wire, src) }},
 			{"encode/ref", refEncode},
+			{"encode-exact", func() { ft.encodeExact(wire, src) }},
 			{"decode", func() { ft.decode(acc, wire) }},
 			{"decode/ref", refDecode},
 			{"add-encode", func() { copy(wire, codes); ft.addEncode(wire, src) }},

@@ -77,20 +77,26 @@ type format struct {
 	round     func([]float32)
 	addEncode func([]byte, []float32)
 	addRound  func([]float32, []byte, float32)
+	// encodeExact encodes values that are already of the format (the
+	// ring's Codec.Exact; fp16 has none and uses encode).
+	encodeExact func([]byte, []float32)
 }
 
 // formats lists the kernels as the package runs them (bf16 with its vector
 // path where the host has one, vec_*.go; fp16 with F16C where the CPU has
 // it, f16c_amd64.go) and, as "bf16/go" and "fp16/go", the Go kernels
-// alone: what every other host runs.
-var formats = []format{
-	{"bf16", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, EncodeBFloat16, DecodeBFloat16, RoundBFloat16, AddEncodeBFloat16, AddRoundBFloat16},
-	{"bf16/go", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, goEncodeBF16, goDecodeBF16, RoundBFloat16, goAddEncodeBF16, goAddRoundBF16},
-	{"fp16", Float16, FromFloat16, refNarrowFP16, refWidenFP16, EncodeFloat16, DecodeFloat16, RoundFloat16, AddEncodeFloat16, AddRoundFloat16},
-	{"fp16/go", Float16, FromFloat16, refNarrowFP16, refWidenFP16, goEncodeFP16, goDecodeFP16, RoundFloat16, goAddEncodeFP16, goAddRoundFP16},
-}
+// alone: what every other host runs; archFormats adds the vector paths a
+// host may skip (amd64 without AVX2 runs "bf16/sse2").
+var formats = append([]format{
+	{"bf16", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, EncodeBFloat16, DecodeBFloat16, RoundBFloat16, AddEncodeBFloat16, AddRoundBFloat16, EncodeExactBFloat16},
+	{"bf16/go", BFloat16, FromBFloat16, refNarrowBF16, refWidenBF16, goEncodeBF16, goDecodeBF16, RoundBFloat16, goAddEncodeBF16, goAddRoundBF16, goEncodeExactBF16},
+	{"fp16", Float16, FromFloat16, refNarrowFP16, refWidenFP16, EncodeFloat16, DecodeFloat16, RoundFloat16, AddEncodeFloat16, AddRoundFloat16, EncodeFloat16},
+	{"fp16/go", Float16, FromFloat16, refNarrowFP16, refWidenFP16, goEncodeFP16, goDecodeFP16, RoundFloat16, goAddEncodeFP16, goAddRoundFP16, goEncodeFP16},
+}, archFormats...)
 
 func goEncodeBF16(dst []byte, src []float32) { encodeBF16(u16(dst[:2*len(src)]), u32(src)) }
+
+func goEncodeExactBF16(dst []byte, src []float32) { truncBF16(u16(dst[:2*len(src)]), u32(src)) }
 
 func goDecodeBF16(dst []float32, src []byte) { decodeBF16(u32(dst), u16(src[:2*len(dst)])) }
 

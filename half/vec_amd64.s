@@ -72,6 +72,29 @@ encloop:
 encdone:
 	RET
 
+// func truncBF16SSE2(dst *uint16, src *uint32, n int)
+// The top 16 bits of each dword, arithmetically shifted down, are a
+// sign-extended word that PACKSSDW's signed saturation keeps exactly.
+TEXT ·truncBF16SSE2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ   trdone
+trloop:
+	MOVOU (SI), X0
+	MOVOU 16(SI), X1
+	PSRAL $16, X0
+	PSRAL $16, X1
+	PACKSSLW X1, X0
+	MOVOU X0, (DI)
+	ADDQ $32, SI
+	ADDQ $16, DI
+	DECQ CX
+	JNZ  trloop
+trdone:
+	RET
+
 // func decodeBF16SSE2(dst *uint32, src *uint16, n int)
 TEXT ·decodeBF16SSE2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI

@@ -42,7 +42,17 @@ type Exec struct {
 	// rounded result, or the all-gather's bytes as received) instead of
 	// being encoded from Buf again; a reducing receive that is forwarded
 	// and not final then leaves its partial sum only in those bytes (Buf's
-	// range keeps its input until the all-gather overwrites it).
+	// range keeps its input until the all-gather overwrites it). When the
+	// sender lags too far for those bytes to be held (heldLimit), such a
+	// partial sum is parked instead: its encoded bytes are copied to the
+	// start of its own range of Buf, which nothing reads as float32 before
+	// the all-gather overwrites it, and sent from there. An all-gather
+	// chunk that is forwarded and not held is parked likewise when the codec
+	// can Expand and its codes take at most half the range: its bytes are
+	// copied to the range's upper end, sent from there, and widened into
+	// the range in place after the send. A forwarded final chunk that is
+	// not held is encoded from Buf again, with Codec.Exact when set (Buf's
+	// range holds rounded values).
 	Wire *Codec
 	// Bufs lends the buffers encoded chunks occupy while in flight when Wire
 	// is set (nil: each is allocated).
@@ -65,6 +75,13 @@ type Codec struct {
 	// Decode(w)) / div) and w = Encode(acc).
 	AddEncode func(w []byte, acc []float32)
 	AddRound  func(acc []float32, w []byte, div float32)
+	// Exact, when set, is Encode for values Decode or Round produced,
+	// which it may encode without rounding (nil: Encode encodes them).
+	Exact func(dst []byte, src []float32)
+	// Expand, when set, widens in place the len(x) codes at the upper end
+	// of x's memory (its last Size·len(x) bytes; Size ≤ 2) into x, as
+	// Decode would from a copy.
+	Expand func(x []float32)
 }
 
 // BufPool lends byte buffers; it must be safe for concurrent use.
@@ -87,6 +104,31 @@ func (e *Exec) putBuf(b *[]byte) {
 	if e.Bufs != nil && b != nil {
 		e.Bufs.Put(b)
 	}
+}
+
+// parks reports whether receive r, when its bytes are not held for the
+// sender, is parked in Buf (see Exec.Wire): a forwarded partial sum whose
+// code fits in its float32 range.
+func (e *Exec) parks(r Recv) bool {
+	return r.Forward && r.Reduce && !r.Final && e.Wire.Size <= 4
+}
+
+// parksHigh reports whether all-gather receive r, when its bytes are not
+// held for the sender, is parked at the upper end of its range of Buf and
+// widened there after its send (see Exec.Wire).
+func (e *Exec) parksHigh(r Recv) bool {
+	return r.Forward && !r.Reduce && !r.Final && e.Wire.Expand != nil && e.Wire.Size <= 2
+}
+
+// exact reports whether receive r leaves in Buf, on the range the send
+// forwarding it reads, values that Decode or Round produced.
+func (e *Exec) exact(r Recv) bool { return r.Forward && (r.Final || !r.Reduce) }
+
+// high is the upper end of f's bytes that n bytes of codes parked there
+// occupy.
+func high(f []float32, n int) []byte {
+	b := Bytes(f)
+	return b[len(b)-n:]
 }
 
 // fused reports whether reducing receives use the codec's fused kernels.
@@ -174,20 +216,37 @@ func sendAll(ctx context.Context, e *Exec, ready <-chan *[]byte) error {
 		fwd := pending[s.After] // receive s.After's bytes, if forwarded
 		delete(pending, s.After)
 		p := Bytes(e.Buf[s.Off : s.Off+s.Len])
+		expand := false // widen the range's parked codes after the send
 		if e.Wire != nil {
 			n := s.Len * e.Wire.Size
-			if fwd != nil {
+			var from *Recv // the receive whose chunk this send forwards
+			if s.After >= 0 {
+				from = &e.Sched.Recvs[s.After]
+			}
+			switch {
+			case fwd != nil:
 				p = (*fwd)[:n]
-			} else {
+			case from != nil && e.parks(*from):
+				p = p[:n]
+			case from != nil && e.parksHigh(*from):
+				p, expand = high(e.Buf[s.Off:s.Off+s.Len], n), true
+			default:
 				if own == nil || cap(*own) < n {
 					e.putBuf(own)
 					own = e.getBuf(n)
 				}
 				p = (*own)[:n]
-				e.Wire.Encode(p, e.Buf[s.Off:s.Off+s.Len])
+				enc := e.Wire.Encode
+				if from != nil && e.exact(*from) && e.Wire.Exact != nil {
+					enc = e.Wire.Exact
+				}
+				enc(p, e.Buf[s.Off:s.Off+s.Len])
 			}
 		}
 		err := e.Next.Send(ctx, e.Tag, p)
+		if expand && err == nil {
+			e.Wire.Expand(e.Buf[s.Off : s.Off+s.Len])
+		}
 		if fwd != nil {
 			e.putBuf(fwd)
 			e.held.Add(-1)
@@ -250,7 +309,8 @@ func (e *Exec) heldLimit() int32 {
 
 // recvWire is recvAll over a wire codec: each chunk arrives in a buffer of
 // its own, is decoded (and reduced) from it and, when the schedule forwards
-// it, leaves in it to the sender holding what goes on.
+// it, leaves in it to the sender holding what goes on, or is parked in Buf
+// (see Exec.Wire).
 func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 	c, fused := e.Wire, e.fused()
 	limit := e.heldLimit()
@@ -264,16 +324,21 @@ func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 			return err
 		}
 		fwd := r.Forward && e.held.Load() < limit
+		park := !fwd && e.parks(r)
+		parkHigh := !fwd && e.parksHigh(r)
 		switch {
 		case r.Reduce && fused && r.Final:
 			c.AddRound(dst, w, e.SumDivisor)
-		case r.Reduce && fused && fwd:
+		case r.Reduce && fused && (fwd || park):
 			c.AddEncode(w, dst)
 		default:
-			if r.Reduce {
+			switch {
+			case r.Reduce:
 				c.Decode(e.Scratch[:r.Len], w)
 				e.Reduce(dst, e.Scratch[:r.Len])
-			} else {
+			case parkHigh:
+				copy(high(dst, n), w) // the sender sends and widens it
+			default:
 				c.Decode(dst, w)
 			}
 			if r.Final {
@@ -282,9 +347,12 @@ func recvWire(ctx context.Context, e *Exec, ready chan<- *[]byte) error {
 				}
 				c.Round(dst)
 			}
-			if fwd && (r.Reduce || r.Final) {
+			if (fwd || park) && (r.Reduce || r.Final) {
 				c.Encode(w, dst) // what goes on is the new value
 			}
+		}
+		if park {
+			copy(Bytes(dst), w) // the sender sends it from there
 		}
 		if fwd {
 			e.held.Add(1)

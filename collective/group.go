@@ -7,6 +7,11 @@
 //     takes the next operation number of the Group, and the pair (epoch,
 //     operation number) tags its messages, so concurrent operations (several
 //     asynchronous all-reduces in flight) never mix their chunks.
+//   - An all-reduce split into Config.Lanes parts takes that many
+//     consecutive operation numbers at the call; whether it splits depends
+//     only on its length, the ring size and the configuration, so every
+//     member splits alike, and each part is reduced as a whole operation
+//     would be: replicas stay bitwise identical.
 //   - Every operation has a deadline: the caller's, or Config.Timeout.
 //   - A failed operation aborts its tag toward both ring neighbours, so every
 //     member returns an error (naming the failing peer in its chain of
@@ -76,6 +81,15 @@ type Config struct {
 	// Float32); AllReduceWire chooses per call. Broadcast and AllGather
 	// always send float32.
 	Wire DType
+	// Lanes, if above 1, splits an all-reduce of at least
+	// Lanes·Size()·chunk elements into Lanes contiguous parts that run at
+	// once as all-reduces of their own, with consecutive operation
+	// numbers: over a transport with that many connections per peer
+	// (transport/tcp's Config.Lanes, which puts operation Op on connection
+	// Op mod Lanes) one ring step then seals, sends and reduces on Lanes
+	// cores. Smaller all-reduces run whole. Like ChunkBytes and Wire it
+	// must be the same on every member. Default 1.
+	Lanes int
 }
 
 // Group is one member's handle on a group of peers in one epoch. It is safe
@@ -134,6 +148,9 @@ type schedKey struct {
 	n, root int
 }
 
+// maxLanes bounds Config.Lanes (as transport/tcp bounds its lanes).
+const maxLanes = 16
+
 // maxSchedules bounds the schedule cache; a training step reuses a few sizes.
 const maxSchedules = 256
 
@@ -148,6 +165,12 @@ func New(ctx context.Context, cfg Config) (*Group, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 1
+	}
+	if cfg.Lanes > maxLanes {
+		return nil, fmt.Errorf("collective: epoch %d: %d lanes, at most %d", cfg.Epoch, cfg.Lanes, maxLanes)
 	}
 	if !cfg.Wire.valid() {
 		return nil, fmt.Errorf("collective: epoch %d: unknown wire dtype %v", cfg.Epoch, cfg.Wire)
@@ -201,11 +224,14 @@ func (g *Group) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 }
 
 // next operation number (the order of calls defines it on every member).
-func (g *Group) nextSeq() uint64 {
+func (g *Group) nextSeq() uint64 { return g.nextSeqs(1) }
+
+// nextSeqs takes k consecutive operation numbers and returns the first.
+func (g *Group) nextSeqs(k int) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.seq
-	g.seq++
+	g.seq += uint64(k)
 	return s
 }
 

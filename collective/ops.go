@@ -2,7 +2,9 @@ package collective
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/ringtrain/ringtrain/ring"
 )
@@ -17,14 +19,59 @@ const (
 // every member holds the same result. It uses the group's wire dtype
 // (Config.Wire).
 func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op) error {
-	return g.allReduce(ctx, g.nextSeq(), buf, op, g.cfg.Wire)
+	return g.AllReduceWire(ctx, buf, op, g.cfg.Wire)
 }
 
 // AllReduceWire is AllReduce with wire dtype wire for this call (see
 // DType for how 16-bit wire types compute and their error bound). Every
 // member must pass the same wire dtype.
 func (g *Group) AllReduceWire(ctx context.Context, buf []float32, op Op, wire DType) error {
-	return g.allReduce(ctx, g.nextSeq(), buf, op, wire)
+	k := g.parts(len(buf), wire)
+	return g.allReduceParts(ctx, g.nextSeqs(k), k, buf, op, wire)
+}
+
+// parts is how many parts an all-reduce of n elements over wire runs in
+// (Config.Lanes): each part gets at least one chunk per member.
+func (g *Group) parts(n int, wire DType) int {
+	k := g.cfg.Lanes
+	if k <= 1 || g.Size() < 2 || !wire.valid() || n < k*g.Size()*g.chunk(wire) {
+		return 1
+	}
+	return k
+}
+
+// allReduceParts runs an all-reduce of buf as k parts with operation
+// numbers seq..seq+k-1 at once. A part that fails cancels the others, and
+// the error is the first failed part's.
+func (g *Group) allReduceParts(ctx context.Context, seq uint64, k int, buf []float32, op Op, wire DType) error {
+	if k == 1 {
+		return g.allReduce(ctx, seq, buf, op, wire)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	n := len(buf)
+	for i := range k {
+		part := buf[i*n/k : (i+1)*n/k]
+		wg.Go(func() {
+			if errs[i] = g.allReduce(ctx, seq+uint64(i), part, op, wire); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	var first error
+	for _, err := range errs {
+		// A part cancelled by another's failure is not the cause.
+		if err != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+			first = err
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("collective: all-reduce in %d parts (ops %d..%d): %w", k, seq, seq+uint64(k)-1, first)
+	}
+	return nil
 }
 
 func (g *Group) allReduce(ctx context.Context, seq uint64, buf []float32, op Op, wire DType) error {
@@ -75,11 +122,12 @@ func (g *Group) AllReduceAsync(ctx context.Context, buf []float32, op Op) *Handl
 
 // AllReduceWireAsync is AllReduceAsync with wire dtype wire for this call.
 func (g *Group) AllReduceWireAsync(ctx context.Context, buf []float32, op Op, wire DType) *Handle {
-	seq := g.nextSeq()
+	k := g.parts(len(buf), wire)
+	seq := g.nextSeqs(k)
 	h := &Handle{done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
-		h.err = g.allReduce(ctx, seq, buf, op, wire)
+		h.err = g.allReduceParts(ctx, seq, k, buf, op, wire)
 	}()
 	return h
 }

@@ -49,6 +49,12 @@ type Config struct {
 	// Both use mutual TLS from the cluster secret. Default
 	// DefaultTransport.
 	Transport string
+	// Lanes is the number of TCP connections per peer pair on the tcp
+	// transport (tcp.Config.Lanes) and the number of parts a large
+	// all-reduce is split into (collective.Config.Lanes), so one ring step
+	// uses that many cores: about one per 1.4 GB/s of link. 1..16, the
+	// same on every node; above 1 it needs Transport "tcp". Default 1.
+	Lanes int
 
 	// Secret is the cluster secret (at least 16 bytes): it derives the
 	// gossip key and the cluster CA. Without one, a node whose addresses
@@ -133,6 +139,12 @@ func (c Config) withDefaults() (Config, error) {
 	if err := checkTransport(c.Transport); err != nil {
 		return c, fmt.Errorf("node %s: transport: %w", c.ID, err)
 	}
+	if c.Lanes == 0 {
+		c.Lanes = 1
+	}
+	if err := checkLanes(c.Lanes, c.Transport); err != nil {
+		return c, fmt.Errorf("node %s: lanes: %w", c.ID, err)
+	}
 	if c.ChunkBytes <= 0 {
 		c.ChunkBytes = collective.DefaultChunkBytes
 	}
@@ -177,6 +189,15 @@ func Keys() []Key {
 			set: func(c *Config, v string) error { c.QUICAdvertise = v; return checkHostPort(v) }},
 		{Name: "transport", Usage: "transport of the gradients: tcp (TLS over TCP on the QUIC port's number) or quic",
 			set: func(c *Config, v string) error { c.Transport = v; return checkTransport(v) }},
+		{Name: "lanes", Usage: "TCP connections per peer and parts of a large all-reduce, so a ring step uses that many cores (about one per 1.4 GB/s of link; the same on every node)",
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err == nil && (n < 1 || n > maxLanes) {
+					err = fmt.Errorf("must be in 1..%d", maxLanes)
+				}
+				c.Lanes = n
+				return err
+			}},
 		{Name: "node-id", Usage: "unique node ID (default: made from the host name and process ID)",
 			set: func(c *Config, v string) error { c.ID = v; return nil }},
 		{Name: "secret", Usage: "cluster secret: derives the gossip key and the TLS CA (prefer --secret-file or the environment)",
@@ -301,6 +322,21 @@ func keyNames(keys []Key) string {
 		names[i] = k.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// maxLanes bounds Config.Lanes (tcp's and collective's bound).
+const maxLanes = 16
+
+// checkLanes: lanes in 1..maxLanes, and above 1 only on the tcp transport
+// (quic-go's connection is one core whatever the collective does).
+func checkLanes(lanes int, transport string) error {
+	switch {
+	case lanes < 1 || lanes > maxLanes:
+		return fmt.Errorf("%d lanes, want 1..%d", lanes, maxLanes)
+	case lanes > 1 && transport != TransportTCP:
+		return fmt.Errorf("%d lanes need the tcp transport, not %s", lanes, transport)
+	}
+	return nil
 }
 
 // Transports a node's collectives can run on (Config.Transport).

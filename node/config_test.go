@@ -31,11 +31,11 @@ func TestConfigFromMap(t *testing.T) {
 			"seeds": "10.0.0.1:7946, 10.0.0.2:7946,", "listen": "0.0.0.0:7946", "advertise": "node1:7946",
 			"quic-listen": "0.0.0.0:7947", "quic-advertise": "10.0.0.3:7947", "node-id": "n1",
 			"secret": "sixteen-byte-key", "insecure": "true", "min-peers": "4", "chunk-bytes": "65536",
-			"op-timeout": "90s", "fingerprint": "abc", "transport": "quic",
+			"op-timeout": "90s", "fingerprint": "abc", "transport": "quic", "lanes": "3",
 		}, want: Config{
 			ID: "n1", Seeds: []string{"10.0.0.1:7946", "10.0.0.2:7946"}, Listen: "0.0.0.0:7946", Advertise: "node1:7946",
 			QUICListen: "0.0.0.0:7947", QUICAdvertise: "10.0.0.3:7947", Secret: []byte("sixteen-byte-key"), Insecure: true,
-			MinPeers: 4, ChunkBytes: 65536, OpTimeout: 90 * time.Second, Fingerprint: "abc", Transport: "quic",
+			MinPeers: 4, ChunkBytes: 65536, OpTimeout: 90 * time.Second, Fingerprint: "abc", Transport: "quic", Lanes: 3,
 		}},
 		{name: "empty values are unset", kv: map[string]string{"seeds": " ", "secret": "", "insecure": "", "min-peers": " "}, want: Config{}},
 		{name: "secret file trimmed", kv: map[string]string{"secret-file": secretFile}, want: Config{Secret: []byte("a secret from a file")}},
@@ -47,6 +47,8 @@ func TestConfigFromMap(t *testing.T) {
 		{name: "unknown key", kv: map[string]string{"seed": "x:1"}, wantErr: []string{`seed "x:1": unknown key`, "known: seeds"}},
 		{name: "bad numbers", kv: map[string]string{"min-peers": "0", "chunk-bytes": "big", "op-timeout": "-1s"},
 			wantErr: []string{`min-peers "0": must be at least 1`, `chunk-bytes "big"`, `op-timeout "-1s": must be positive`}},
+		{name: "lanes out of range", kv: map[string]string{"lanes": "17"}, wantErr: []string{`lanes "17": must be in 1..16`}},
+		{name: "lanes zero", kv: map[string]string{"lanes": "0"}, wantErr: []string{`lanes "0": must be in 1..16`}},
 		{name: "bad transport", kv: map[string]string{"transport": "udp"}, wantErr: []string{`transport "udp": "udp": want tcp or quic`}},
 		{name: "bad bool", kv: map[string]string{"insecure": "maybe"}, wantErr: []string{`insecure "maybe"`}},
 		{name: "bad address", kv: map[string]string{"listen": "7946", "quic-advertise": "h:99999"}, wantErr: []string{`listen "7946"`, "bad port"}},
@@ -85,7 +87,7 @@ func TestConfigFromMap(t *testing.T) {
 func sameConfig(a, b Config) bool {
 	return a.ID == b.ID && slices.Equal(a.Seeds, b.Seeds) && a.Listen == b.Listen && a.Advertise == b.Advertise &&
 		a.QUICListen == b.QUICListen && a.QUICAdvertise == b.QUICAdvertise && string(a.Secret) == string(b.Secret) &&
-		a.Insecure == b.Insecure && a.MinPeers == b.MinPeers && a.ChunkBytes == b.ChunkBytes && a.OpTimeout == b.OpTimeout &&
+		a.Insecure == b.Insecure && a.MinPeers == b.MinPeers && a.ChunkBytes == b.ChunkBytes && a.OpTimeout == b.OpTimeout && a.Lanes == b.Lanes &&
 		a.Fingerprint == b.Fingerprint
 }
 
@@ -109,8 +111,11 @@ func TestWithDefaults(t *testing.T) {
 	}{
 		{"zero", Config{}, func(c Config) bool {
 			return c.ID != "" && c.Listen == "127.0.0.1:0" && c.QUICListen == "127.0.0.1:0" && c.MinPeers == 1 &&
-				c.ChunkBytes == 256<<10 && c.OpTimeout == 2*time.Minute && c.Logger != nil
+				c.ChunkBytes == 256<<10 && c.OpTimeout == 2*time.Minute && c.Logger != nil && c.Lanes == 1
 		}, ""},
+		{"lanes on tcp", Config{ID: "x", Lanes: 4}, func(c Config) bool { return c.Lanes == 4 && c.Transport == TransportTCP }, ""},
+		{"lanes on quic", Config{ID: "x", Lanes: 2, Transport: TransportQUIC}, nil, "node x: lanes: 2 lanes need the tcp transport, not quic"},
+		{"too many lanes", Config{ID: "x", Lanes: 17}, nil, "node x: lanes: 17 lanes, want 1..16"},
 		{"quic follows listen host", Config{Listen: "0.0.0.0:7946"}, func(c Config) bool { return c.QUICListen == "0.0.0.0:0" }, ""},
 		{"one hook", Config{ID: "x", Snapshot: func() ([]byte, error) { return nil, nil }}, nil, "node x: set both Snapshot and Restore, or neither"},
 		{"short secret", Config{ID: "x", Secret: []byte("short")}, nil, "node x: cluster secret has 5 bytes, want at least 16"},

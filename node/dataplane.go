@@ -51,7 +51,7 @@ func listenPlanes(cfg Config, sec []byte, log *slog.Logger) (*quic.Endpoint, dat
 		}
 		addr := ep.Addr()
 		data, err := tcp.Listen(tcp.Config{ID: cfg.ID, Secret: sec, ListenAddr: addr, Logger: log.With("component", "tcp"),
-			UserTimeout: quicIdleTimeout, IdleClose: quicIdleClose})
+			UserTimeout: quicIdleTimeout, IdleClose: quicIdleClose, Lanes: cfg.Lanes})
 		if err == nil {
 			return ep, data, nil
 		}

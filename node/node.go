@@ -228,7 +228,7 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 		}
 		n.data.KeepOpen(ringNeighbours(out.Epoch.Members, n.cfg.ID)...)
 		g, err := collective.New(ctx, collective.Config{Endpoint: n.data, Members: out.Epoch.Members, Epoch: out.Epoch.Number,
-			ChunkBytes: n.cfg.ChunkBytes, Timeout: n.cfg.OpTimeout})
+			ChunkBytes: n.cfg.ChunkBytes, Timeout: n.cfg.OpTimeout, Lanes: n.cfg.Lanes})
 		if err != nil {
 			err = fmt.Errorf("node %s: epoch %d: connect the ring: %w", n.cfg.ID, out.Epoch.Number, err)
 			n.cur = Boundary{Epoch: out.Epoch.Number}

@@ -48,6 +48,7 @@ type allReduceFlags struct {
 	profileDir  string
 	from        string
 	wires       []collective.DType
+	lanes       []int
 	bucketBytes int
 }
 
@@ -56,23 +57,24 @@ type allReduceFlags struct {
 type job struct {
 	system string
 	wire   collective.DType
+	lanes  int // ringtrain's --lanes (0 or 1: one connection per peer)
 }
 
-// name is how rows and errors name the job: "ringtrain", "ringtrain-bf16".
+// name is how rows and errors name the job: "ringtrain",
+// "ringtrain-bf16", "ringtrain-lanes3".
 func (j job) name() string {
-	if j.system == "ringtrain" && j.wire != collective.Float32 {
-		return j.system + "-" + j.wire.String()
-	}
-	return j.system
+	return roleSpec{System: j.system, Wire: j.wire.String(), Lanes: j.lanes}.name()
 }
 
-// jobs lists, in order, ringtrain once per --wire-dtype and the parameter
-// server, as --systems asks.
+// jobs lists, in order, ringtrain once per --wire-dtype and --lanes and
+// the parameter server, as --systems asks.
 func (f *allReduceFlags) jobs() []job {
 	var out []job
 	if f.systems["ringtrain"] {
 		for _, w := range f.wires {
-			out = append(out, job{"ringtrain", w})
+			for _, l := range f.lanes {
+				out = append(out, job{"ringtrain", w, l})
+			}
 		}
 	}
 	if f.systems["ps"] {
@@ -90,7 +92,7 @@ func (f *allReduceFlags) roles(j job, n int) []roleSpec {
 	roles := jobRoles(j.system, n, f.servers, chunk)
 	for i := range roles {
 		if j.system == "ringtrain" {
-			roles[i].Wire, roles[i].BucketBytes = j.wire.String(), f.bucketBytes
+			roles[i].Wire, roles[i].BucketBytes, roles[i].Lanes = j.wire.String(), f.bucketBytes, j.lanes
 		}
 	}
 	return roles
@@ -118,6 +120,7 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 	fs.StringVar(&f.from, "from", "", "measure nothing: read the rows of an earlier --json file and print/write them again")
 	fs.StringVar(&f.profileDir, "cpuprofile", "", "write CPU profiles of the ringtrain and ps peers into this directory")
 	wires := fs.String("wire-dtype", "fp32", "ringtrain's wire dtypes, comma list of fp32, bf16, fp16 (collective Config.Wire): ringtrain runs once per dtype; busbw counts float32 bytes")
+	lanes := fs.String("lanes", "1", "ringtrain's lanes, comma list (tcp.Config.Lanes and collective.Config.Lanes, the trainer's --lanes: TCP connections per peer and parts of an all-reduce): ringtrain runs once per value; needs --transport tcp above 1")
 	bucket := fs.String("bucket-bytes", "0", "ringtrain: 0 reduces the buffer with one AllReduce; B > 0 cuts it into B-byte segments reduced through collective.Bucketer with B-byte buckets (the trainer's bucketed path)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -149,6 +152,14 @@ func parseAllReduceFlags(args []string) (*allReduceFlags, error) {
 			return nil, fmt.Errorf("--wire-dtype: %w", err)
 		}
 		f.wires = append(f.wires, d)
+	}
+	if f.lanes, err = parseCounts(*lanes); err != nil {
+		return nil, fmt.Errorf("--lanes: %w", err)
+	}
+	for _, l := range f.lanes {
+		if l > 16 || (l > 1 && f.transport != "tcp") {
+			return nil, fmt.Errorf("--lanes %d: want 1..16, and above 1 --transport tcp", l)
+		}
 	}
 	f.systems = map[string]bool{}
 	for _, s := range strings.Split(*systems, ",") {
@@ -263,6 +274,9 @@ func rowsFrom(j job, transport string, f *allReduceFlags, n int, spec measureSpe
 			r.Servers = f.servers
 		case "ringtrain":
 			r.BucketBytes = f.bucketBytes
+			if j.lanes > 1 {
+				r.Lanes = j.lanes
+			}
 			if j.wire != collective.Float32 {
 				r.Wire = j.wire.String()
 			}

@@ -244,3 +244,54 @@ func TestShapedLinksEndToEnd(t *testing.T) {
 		t.Fatalf("namespaces left behind: %v", left)
 	}
 }
+
+// TestLanesLoopback runs the driver over transport/tcp on loopback with
+// --lanes 1,3: both jobs' peer processes reduce (the workers check the
+// sums) and their rows are named apart. 1 MiB at 256 KiB chunks on 2 peers
+// is one chunk per lane and peer, so the 3-lane job splits.
+func TestLanesLoopback(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	f, err := parseAllReduceFlags([]string{"--links", "loopback", "--transport", "tcp", "--n", "2", "--sizes", "4KiB,3MiB",
+		"--warmup", "1", "--iters", "2", "--systems", "ringtrain", "--lanes", "1,3", "--ref-duration", "0", "--op-timeout", "20s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := measureSpec{Sizes: f.sizes, Warmup: f.warmup, Iters: f.iters, OpTimeout: f.opTimeout}
+	rows, err := allReduceProcs(ctx, f, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var systems []string
+	for _, r := range rows {
+		systems = append(systems, r.Label())
+		if r.BusBW <= 0 {
+			t.Errorf("%s n=%d %d B: busbw %v", r.Label(), r.N, r.Bytes, r.BusBW)
+		}
+	}
+	if want := []string{"ringtrain", "ringtrain", "ringtrain-lanes3", "ringtrain-lanes3"}; !slices.Equal(systems, want) {
+		t.Fatalf("rows %v, want %v", systems, want)
+	}
+}
+
+func TestLanesFlag(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"default", nil, true},
+		{"list on tcp", []string{"--lanes", "1,2,4"}, true},
+		{"over 16", []string{"--lanes", "17"}, false},
+		{"quic", []string{"--transport", "quic", "--lanes", "2"}, false},
+		{"quic one lane", []string{"--transport", "quic", "--lanes", "1"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseAllReduceFlags(tt.args)
+			if (err == nil) != tt.ok {
+				t.Fatalf("%v: %v, want ok=%v", tt.args, err, tt.ok)
+			}
+		})
+	}
+}

@@ -206,14 +206,24 @@ type roleSpec struct {
 	// and bucket size (0: one AllReduce).
 	Wire        string `json:"wire,omitempty"`
 	BucketBytes int    `json:"bucket_bytes,omitempty"`
+	// Lanes is collective.Config.Lanes and the worker's tcp.Config.Lanes.
+	Lanes int `json:"lanes,omitempty"`
 }
 
-// name is the role's system as rows name it ("ringtrain-bf16").
+// name is the role's system as rows name it ("ringtrain-bf16",
+// "ringtrain-bf16-lanes2").
 func (r roleSpec) name() string {
-	if r.Wire != "" && r.Wire != collective.Float32.String() {
-		return r.System + "-" + r.Wire
+	if r.System != "ringtrain" {
+		return r.System
 	}
-	return r.System
+	n := r.System
+	if r.Wire != "" && r.Wire != collective.Float32.String() {
+		n += "-" + r.Wire
+	}
+	if r.Lanes > 1 {
+		n += fmt.Sprintf("-lanes%d", r.Lanes)
+	}
+	return n
 }
 
 // newParticipant joins the job described by r through ep.
@@ -227,7 +237,7 @@ func newParticipant(ctx context.Context, ep transport.Endpoint, r roleSpec, opTi
 				return nil, err
 			}
 		}
-		g, err := collective.New(ctx, collective.Config{Endpoint: ep, Members: r.Workers, Epoch: 1, ChunkBytes: r.Chunk, Timeout: opTimeout, Wire: wire})
+		g, err := collective.New(ctx, collective.Config{Endpoint: ep, Members: r.Workers, Epoch: 1, ChunkBytes: r.Chunk, Timeout: opTimeout, Wire: wire, Lanes: r.Lanes})
 		if err != nil {
 			return nil, err
 		}

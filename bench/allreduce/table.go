@@ -40,14 +40,20 @@ type Row struct {
 	// float32 bytes S); BucketBytes its bucket size when bucketed.
 	Wire        string `json:"wire,omitempty"`
 	BucketBytes int    `json:"bucket_bytes,omitempty"`
+	// Lanes is ringtrain's --lanes when above 1.
+	Lanes int `json:"lanes,omitempty"`
 }
 
 // Label is the system as the table names it: ringtrain with a 16-bit wire
-// is "ringtrain-bf16", bucketed "ringtrain/b4MiB".
+// is "ringtrain-bf16", with 3 lanes "ringtrain-lanes3", bucketed
+// "ringtrain/b4MiB".
 func (r Row) Label() string {
 	l := r.System
 	if r.Wire != "" {
 		l += "-" + r.Wire
+	}
+	if r.Lanes > 1 {
+		l += "-lanes" + strconv.Itoa(r.Lanes)
 	}
 	if r.BucketBytes > 0 {
 		l += "/b" + sizeName(int64(r.BucketBytes))

@@ -64,7 +64,7 @@ func runProcJob(ctx context.Context, cl *cluster.Cluster, exe, transportName str
 		if err != nil {
 			return nil, nil, err
 		}
-		ws := cluster.Spec{Job: JobName, ID: r.id(), Addrs: addrs, Secret: sec, Transport: transportName, Timeout: total, Args: args}
+		ws := cluster.Spec{Job: JobName, ID: r.id(), Addrs: addrs, Secret: sec, Transport: transportName, Lanes: r.Lanes, Timeout: total, Args: args}
 		if profileDir != "" {
 			ws.Profile = filepath.Join(profileDir, fmt.Sprintf("cpu-%s-n%d-%s.pprof", r.name(), len(r.Workers), r.id()))
 		}

@@ -28,6 +28,8 @@ type Spec struct {
 	Secret string            `json:"secret"` // the run's cluster secret (hex, NewSecret)
 	// Transport names the endpoint (NewEndpoint): "quic" (or empty) or "tcp".
 	Transport string `json:"transport,omitempty"`
+	// Lanes is transport/tcp's Config.Lanes (0: its default, 1).
+	Lanes int `json:"lanes,omitempty"`
 	// Timeout bounds the whole process, so that a lost driver never leaves
 	// a worker behind.
 	Timeout time.Duration `json:"timeout"`
@@ -89,7 +91,7 @@ func RunWorker(ctx context.Context, args []string, jobs map[string]Job) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
-	ep, err := NewEndpoint(ctx, spec.Transport, spec.ID, spec.Addrs, spec.Secret)
+	ep, err := NewEndpoint(ctx, spec.Transport, spec.ID, spec.Addrs, spec.Secret, spec.Lanes)
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", spec.ID, err)
 	}

@@ -53,8 +53,9 @@ func (o scalingOpts) features() []feature {
 		{"64 cores", cores64},
 		{"fp16 grads", fp16},
 		{"tcp lanes", func(net *sim.Net, st *sim.Step) error {
-			// TLS over several TCP connections per neighbour: the tcp
-			// cost per byte without the one-connection cap.
+			// TLS over several TCP connections per neighbour (the
+			// trainer's --lanes): the tcp cost per byte without the
+			// one-connection cap.
 			tr, err := sim.TransportPreset("tcp-tls", net.Transport.Cores)
 			net.Transport = tr
 			return err

@@ -123,7 +123,7 @@ func parseScaling(args []string) (scalingOpts, error) {
 	gbits := fs.String("gbit", "10,25,100,400", "link rates, Gbit/s per direction")
 	cores := fs.String("cores", "8,32", "transport cores per node")
 	modes := fs.String("modes", "none,bucketed", "overlap modes: none (one all-reduce after backward), bucketed (buckets reduced as backward produces them)")
-	fs.StringVar(&o.transport, "transport", "tcp", "transport CPU-cost preset: tcp (the trainer's default: one TLS connection per neighbour), quic-loopback, quic-xeon, tcp-tls (several connections), free")
+	fs.StringVar(&o.transport, "transport", "tcp", "transport CPU-cost preset: tcp (the trainer's default: one TLS connection per neighbour), quic-loopback, quic-xeon, tcp-tls (several connections per neighbour: --lanes), free")
 	fs.Float64Var(&o.chunkKiB, "chunk-kib", sim.DefaultChunkBytes/1024, "ring chunk size, KiB")
 	fs.Float64Var(&o.alphaUS, "alpha-us", 0, "per-chunk overhead, µs (calibrate from emulated runs)")
 	fs.Float64Var(&o.latencyUS, "latency-us", 0, "one-way link latency, µs")

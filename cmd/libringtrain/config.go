@@ -13,7 +13,7 @@ import (
 // settings is what rt_init is told: a JSON object whose keys are the
 // trainer's flag names (node.Keys: seeds, listen, advertise, quic-listen,
 // quic-advertise, node-id, secret, secret-file, insecure, min-peers,
-// chunk-bytes, op-timeout, fingerprint, state-file, transport), read by node.ConfigFromMap like
+// chunk-bytes, op-timeout, fingerprint, state-file, transport, lanes), read by node.ConfigFromMap like
 // the trainer's flags, plus the binding's own keys.
 type settings struct {
 	Node     node.Config

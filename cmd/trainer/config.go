@@ -58,7 +58,7 @@ func nodeDefault(key string) string {
 		return "0.0.0.0:7946"
 	case "quic-listen":
 		return "0.0.0.0:7947"
-	case "min-peers":
+	case "min-peers", "lanes":
 		return "1"
 	case "chunk-bytes":
 		return strconv.Itoa(256 << 10)

@@ -2,7 +2,8 @@
 // over any transport: every collective on 1..16 peers, many buffer and chunk
 // sizes, exact integer-valued results (over every wire dtype), the stated
 // error bound of 16-bit wire dtypes on random inputs, asynchronous operations in flight at
-// once, aborts, cancellation and goroutine hygiene. collective runs it over
+// once, all-reduces split into lanes (Config.Lanes), aborts, cancellation and
+// goroutine hygiene. collective runs it over
 // transport/mem, transport/quic over QUIC on 127.0.0.1.
 package collectivetest
 
@@ -65,6 +66,8 @@ func Run(t *testing.T, f transporttest.Factory, o Options) {
 	t.Run("BadArguments", func(t *testing.T) { testBadArguments(t, f, o) })
 	t.Run("WireExact", func(t *testing.T) { testWireExact(t, f, o) })
 	t.Run("WireErrorBound", func(t *testing.T) { testWireBound(t, f, o) })
+	t.Run("Lanes", func(t *testing.T) { testLanes(t, f, o) })
+	t.Run("LanesAbort", func(t *testing.T) { testLanesAbort(t, f, o) })
 }
 
 // Cluster is a set of endpoints and, per epoch, their groups.

@@ -66,7 +66,7 @@ def _check(code, what=""):
 # Config keys: the trainer's flag names, plus the binding's own.
 CONFIG_KEYS = ("seeds", "listen", "advertise", "quic-listen", "quic-advertise", "node-id", "secret", "secret-file",
                "insecure", "min-peers", "chunk-bytes", "op-timeout", "wire-dtype", "fingerprint", "log-level",
-               "go-threads", "state-file", "transport")
+               "go-threads", "state-file", "transport", "lanes")
 
 DTYPES = {"fp32": _lib.FP32, "float32": _lib.FP32, "bf16": _lib.BF16, "bfloat16": _lib.BF16,
           "fp16": _lib.FP16, "float16": _lib.FP16}

@@ -53,6 +53,15 @@ type Config struct {
 	// default) never closes a connection for idleness. As in
 	// transport/quic.
 	IdleClose time.Duration
+	// Lanes is the number of TCP connections (TLS sessions) per peer pair,
+	// 1..16 (lanes.go): a data message of tag Op travels on lane Op mod
+	// Lanes, so operations with consecutive numbers (collective.Config.Lanes
+	// splits a large all-reduce into such parts) seal and open their bytes
+	// on different cores. One TLS session moves about 1.4 GB/s per direction
+	// on one core; a link faster than that needs ⌈link / 1.4 GB/s⌉ lanes.
+	// Every node must use the same value: a peer with another is refused,
+	// naming both. Default 1.
+	Lanes int
 	// Logger receives warnings (refused peers, protocol violations).
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -116,6 +125,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.UserTimeout <= 0 {
 		c.UserTimeout = defaultUserTimeout
+	}
+	if c.Lanes == 0 {
+		c.Lanes = 1
+	}
+	if c.Lanes < 1 || c.Lanes > maxLanes {
+		return c, fmt.Errorf("tcp: node %s: Config.Lanes %d out of range 1..%d", c.ID, c.Lanes, maxLanes)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -35,6 +35,9 @@ type conn struct {
 	tc         *tls.Conn
 	dialedByMe bool
 	peerInc    uint64
+	lane       int     // this connection's index in its bundle (lanes.go)
+	nlanes     int     // connections in the bundle
+	b          *bundle // the bundle's lanes; nil when nlanes = 1
 
 	startOnce sync.Once
 	killOnce  sync.Once
@@ -91,7 +94,7 @@ var _ transport.Conn = (*conn)(nil)
 
 func newConn(e *Endpoint, peer string, raw *net.TCPConn, bc *bufConn, tc *tls.Conn, dialedByMe bool, peerInc uint64) *conn {
 	return &conn{
-		e: e, peer: peer, raw: raw, bc: bc, tc: tc, dialedByMe: dialedByMe, peerInc: peerInc,
+		e: e, peer: peer, raw: raw, bc: bc, tc: tc, dialedByMe: dialedByMe, peerInc: peerInc, nlanes: 1,
 		dead:     make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		readDone: make(chan struct{}),
@@ -100,20 +103,30 @@ func newConn(e *Endpoint, peer string, raw *net.TCPConn, bc *bufConn, tc *tls.Co
 	}
 }
 
-// Start runs the connection's reader and writer (peers.Conn); both end
-// once it dies, and Endpoint.Close waits for them.
+// Start runs the reader and writer of every lane (peers.Conn); they end
+// once their lane dies, and Endpoint.Close waits for them.
 func (c *conn) Start() {
-	c.startOnce.Do(func() {
-		c.e.wg.Go(c.readLoop)
-		c.e.wg.Go(c.writeLoop)
-	})
+	for _, l := range c.all() {
+		l.startOnce.Do(func() {
+			c.e.wg.Go(l.readLoop)
+			c.e.wg.Go(l.writeLoop)
+		})
+	}
 }
 
 // Peer is the remote node's ID.
 func (c *conn) Peer() string { return c.peer }
 
-// Dead, Origin, Replaced and Discard implement peers.Conn.
-func (c *conn) Dead() bool { return c.isDead() }
+// Dead, Origin, Replaced and Discard implement peers.Conn. A bundle is
+// dead once any of its lanes is.
+func (c *conn) Dead() bool {
+	for _, l := range c.all() {
+		if l.isDead() {
+			return true
+		}
+	}
+	return false
+}
 
 func (c *conn) Origin() (dialedByMe bool, peerIncarnation uint64) { return c.dialedByMe, c.peerInc }
 
@@ -132,10 +145,21 @@ func (c *conn) isDead() bool {
 	}
 }
 
-// kill ends the connection with err: every pending and later call fails
-// with it, and the socket is closed, so the peer sees the loss at once.
-// It may be called with the peer table's lock held (Replaced).
+// kill ends the connection, every lane of its bundle, with err: every
+// pending and later call fails with it, and the sockets are closed, so the
+// peer sees the loss at once. It may be called with the peer table's lock
+// held (Replaced).
 func (c *conn) kill(err error) {
+	if c.b != nil {
+		c.b.kill(err)
+		return
+	}
+	c.killLane(err)
+}
+
+// killLane ends this lane alone (a goodbye or idle frame ends only its
+// own lane; lanes.go).
+func (c *conn) killLane(err error) {
 	c.killOnce.Do(func() {
 		c.mu.Lock()
 		c.deadErr = err
@@ -275,6 +299,9 @@ func (c *conn) epochErr(tag transport.Tag) error {
 // Abort fails tag on both sides: the peer learns the reason in an abort
 // frame; local calls on the tag return at once.
 func (c *conn) Abort(ctx context.Context, tag transport.Tag, reason error) error {
+	if l := c.route(tag); l != c {
+		return l.Abort(ctx, tag, reason)
+	}
 	why := "aborted"
 	if reason != nil {
 		why = reason.Error()
@@ -316,25 +343,34 @@ func (c *conn) dropBelow(epoch uint64) {
 	}
 }
 
-// goodbye ends the connection gracefully: the writer sends what is queued,
-// then a frame of kind k (kindGoodbye or kindIdle), and the peer, having
-// read everything, closes its end; goodbye waits for that at most linger.
-// Calls then fail with err.
+// goodbye ends the connection gracefully: on every lane the writer sends
+// what is queued, then a frame of kind k (kindGoodbye or kindIdle), and the
+// peer, having read everything, closes its end; goodbye waits for that at
+// most linger. Calls then fail with err.
 func (c *conn) goodbye(k kind, err error, linger time.Duration) {
-	c.mu.Lock()
-	if c.bye == 0 {
-		c.bye, c.byeErr = k, err
+	lanes := c.all()
+	for _, l := range lanes {
+		l.mu.Lock()
+		if l.bye == 0 {
+			l.bye, l.byeErr = k, err
+		}
+		if l == c {
+			err = l.byeErr
+		}
+		l.kick()
+		l.mu.Unlock()
 	}
-	err = c.byeErr
-	c.kick()
-	c.mu.Unlock()
 	t := time.NewTimer(linger)
 	defer t.Stop()
-	select {
-	case <-c.readDone:
-	case <-c.dead:
-	case <-t.C:
-		c.e.log.Debug("closing before the peer read our goodbye", "peer", c.peer, "frame", k)
+	for _, l := range lanes {
+		select {
+		case <-l.readDone:
+		case <-l.dead:
+		case <-t.C:
+			c.e.log.Debug("closing before the peer read our goodbye", "peer", c.peer, "frame", k)
+			c.kill(err)
+			return
+		}
 	}
 	c.kill(err)
 }

@@ -7,7 +7,9 @@
 //
 // Design and invariants:
 //   - One TCP connection (one TLS session, ALPN ringtrain-tcp/1) per peer
-//     pair, reused by every operation and epoch. Whoever needs it first
+//     pair, reused by every operation and epoch; with Config.Lanes = k, a
+//     bundle of k that acts as one (lanes.go: a data tag's frames travel
+//     on lane Op mod k, so k operations in flight use k cores). Whoever needs it first
 //     dials; when both dial at once the connection dialed by the lower node
 //     ID wins and the other is refused (peers.ErrDuplicate). The dialer's hello
 //     carries a random per-process incarnation, so a restarted peer's

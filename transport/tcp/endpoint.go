@@ -34,9 +34,13 @@ type Endpoint struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// peers holds one connection per peer and the rules of dialing,
-	// duplicates and restarted peers (transport/internal/peers).
+	// peers holds one connection (bundle of lanes) per peer and the rules
+	// of dialing, duplicates and restarted peers
+	// (transport/internal/peers).
 	peers *peers.Table[*conn]
+
+	pmu  sync.Mutex
+	pend map[pendKey]*pendBundle // bundles whose lanes are arriving (lanes.go)
 }
 
 var (
@@ -73,6 +77,7 @@ func Listen(cfg Config) (*Endpoint, error) {
 		log:         cfg.Logger.With("node", cfg.ID),
 		ln:          ln,
 		incarnation: binary.LittleEndian.Uint64(inc[:]),
+		pend:        make(map[pendKey]*pendBundle),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.peers = peers.New(peers.Config[*conn]{
@@ -107,7 +112,9 @@ func (e *Endpoint) SetEpoch(epoch uint64) {
 		}
 	}
 	for _, c := range e.peers.Conns() {
-		c.dropBelow(e.epoch.Load())
+		for _, l := range c.all() {
+			l.dropBelow(e.epoch.Load())
+		}
 	}
 }
 

@@ -125,11 +125,16 @@ func decodeHeader(b *[headerLen]byte, maxMessage int) (header, error) {
 
 // helloMsg is the dialer's first frame after the TLS handshake. Who the
 // dialer is comes from its certificate; the hello says whom it meant to
-// reach and which process (incarnation) it is.
+// reach, which process (incarnation) it is, and which lane of which bundle
+// this connection is (lanes.go): lane 0 is the bundle's first connection,
+// the one the acceptor answers with an ack once all lanes have arrived.
 type helloMsg struct {
 	version     uint16
 	incarnation uint64
 	epoch       uint64
+	lanes       uint8  // connections in the bundle (Config.Lanes), ≥ 1
+	lane        uint8  // this connection's index, < lanes
+	bundle      uint64 // random, the same on every lane of one bundle
 	to          string
 }
 
@@ -141,8 +146,9 @@ type ackMsg struct {
 }
 
 // protocolVersion is carried in every hello; peers refuse other versions.
-// Version 2 added kindIdle.
-const protocolVersion = 2
+// Version 2 added kindIdle, version 3 lanes (the hello's lanes, lane and
+// bundle fields).
+const protocolVersion = 3
 
 var errShortPayload = errors.New("payload too short")
 
@@ -150,23 +156,41 @@ func (m helloMsg) appendTo(b []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, m.version)
 	b = binary.BigEndian.AppendUint64(b, m.incarnation)
 	b = binary.BigEndian.AppendUint64(b, m.epoch)
+	b = append(b, m.lanes, m.lane)
+	b = binary.BigEndian.AppendUint64(b, m.bundle)
 	b = append(b, byte(len(m.to)))
 	return append(b, m.to...)
 }
 
+// helloFixed is the hello's size without the node ID.
+const helloFixed = 29
+
+// decodeHello decodes a hello. One of another protocol version decodes to
+// just its version (no error), so the acceptor refuses it by saying which
+// versions differ rather than that its layout is wrong.
 func decodeHello(p []byte) (helloMsg, error) {
 	var m helloMsg
-	if len(p) < 19 {
+	if len(p) < 2 {
 		return m, fmt.Errorf("%w: hello: %v", transport.ErrProtocol, errShortPayload)
 	}
-	m.version = binary.BigEndian.Uint16(p)
+	if m.version = binary.BigEndian.Uint16(p); m.version != protocolVersion {
+		return m, nil
+	}
+	if len(p) < helloFixed {
+		return m, fmt.Errorf("%w: hello: %v", transport.ErrProtocol, errShortPayload)
+	}
 	m.incarnation = binary.BigEndian.Uint64(p[2:])
 	m.epoch = binary.BigEndian.Uint64(p[10:])
-	n := int(p[18])
-	if len(p) != 19+n {
+	m.lanes, m.lane = p[18], p[19]
+	m.bundle = binary.BigEndian.Uint64(p[20:])
+	n := int(p[28])
+	if len(p) != helloFixed+n {
 		return m, fmt.Errorf("%w: hello: node ID of %d bytes in a payload of %d", transport.ErrProtocol, n, len(p))
 	}
-	m.to = string(p[19:])
+	if m.lanes == 0 || m.lane >= m.lanes {
+		return m, fmt.Errorf("%w: hello: lane %d of %d", transport.ErrProtocol, m.lane, m.lanes)
+	}
+	m.to = string(p[helloFixed:])
 	return m, nil
 }
 

@@ -67,10 +67,20 @@ func TestDecodeHeader(t *testing.T) {
 // TestHelloAckRoundTrip: the handshake payloads decode to what was encoded,
 // and truncated or padded payloads are refused.
 func TestHelloAckRoundTrip(t *testing.T) {
-	h := helloMsg{version: protocolVersion, incarnation: 0xdeadbeef, epoch: 7, to: "node-3"}
+	h := helloMsg{version: protocolVersion, incarnation: 0xdeadbeef, epoch: 7, lanes: 3, lane: 2, bundle: 0x1234, to: "node-3"}
 	b := h.appendTo(nil)
 	if got, err := decodeHello(b); err != nil || got != h {
 		t.Fatalf("hello: got %+v, %v; want %+v", got, err, h)
+	}
+	// Another version decodes to its version alone, for a clear refusal.
+	old := []byte{0, 2, 1, 2, 3}
+	if got, err := decodeHello(old); err != nil || got != (helloMsg{version: 2}) {
+		t.Fatalf("version-2 hello: got %+v, %v; want only version 2", got, err)
+	}
+	withLane := func(lanes, lane uint8) []byte {
+		m := h
+		m.lanes, m.lane = lanes, lane
+		return m.appendTo(nil)
 	}
 	a := ackMsg{accepted: false, incarnation: 9, reason: "busy"}
 	ab := a.appendTo(nil)
@@ -84,6 +94,9 @@ func TestHelloAckRoundTrip(t *testing.T) {
 		{"hello cut short", func() error { _, err := decodeHello(b[:len(b)-1]); return err }()},
 		{"hello padded", func() error { _, err := decodeHello(append(b, 0)); return err }()},
 		{"hello header only", func() error { _, err := decodeHello(b[:10]); return err }()},
+		{"hello version only", func() error { _, err := decodeHello(b[:1]); return err }()},
+		{"hello of no lanes", func() error { _, err := decodeHello(withLane(0, 0)); return err }()},
+		{"hello lane past the bundle", func() error { _, err := decodeHello(withLane(2, 2)); return err }()},
 		{"ack cut short", func() error { _, err := decodeAck(ab[:len(ab)-1]); return err }()},
 		{"ack bad flag", func() error { c := append([]byte(nil), ab...); c[0] = 2; _, err := decodeAck(c); return err }()},
 	}
@@ -102,7 +115,7 @@ func FuzzFrame(f *testing.F) {
 	for _, b := range [][headerLen]byte{hdr(kindBegin, 1, 2, 100), hdr(kindData, 1, 2, 5), hdr(kindCredit, 3, 4, 9), hdr(kindAbort, 0, 1, 3)} {
 		f.Add(b[:])
 	}
-	f.Add(helloMsg{version: 1, to: "a"}.appendTo(nil))
+	f.Add(helloMsg{version: protocolVersion, lanes: 2, lane: 1, bundle: 5, to: "a"}.appendTo(nil))
 	f.Add(ackMsg{accepted: true}.appendTo(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		decodeHello(b) //nolint:errcheck // must not panic

@@ -2,8 +2,10 @@ package tcp
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -99,10 +101,68 @@ func writeFrame(w io.Writer, k kind, payload []byte) error {
 	return err
 }
 
-// dialOnce makes one connection attempt: TCP, TLS, hello and its ack.
+// dialOnce makes one connection attempt: TCP, TLS and hello on every lane,
+// then lane 0's ack.
 func (e *Endpoint) dialOnce(ctx context.Context, peer, addr string) (*conn, error) {
 	hctx, cancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
 	defer cancel()
+	var socks []*sock
+	fail := func(err error) (*conn, error) {
+		closeSocks(socks)
+		if hctx.Err() != nil && !errors.Is(err, transport.ErrProtocol) {
+			return nil, fmt.Errorf("%w (%v)", hctx.Err(), err)
+		}
+		return nil, err
+	}
+	hello := helloMsg{version: protocolVersion, incarnation: e.incarnation, epoch: e.epoch.Load(),
+		lanes: uint8(e.cfg.Lanes), to: peer}
+	if e.cfg.Lanes > 1 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("bundle id: %w", err)
+		}
+		hello.bundle = binary.LittleEndian.Uint64(b[:])
+	}
+	for i := range e.cfg.Lanes {
+		s, err := e.dialSock(hctx, peer, addr)
+		if err != nil {
+			if i > 0 {
+				err = fmt.Errorf("lane %d of %d: %w", i, e.cfg.Lanes, err)
+			}
+			return fail(err)
+		}
+		socks = append(socks, s)
+		hello.lane = uint8(i)
+		if err := writeFrame(s.tc, kindHello, hello.appendTo(nil)); err != nil {
+			return fail(err)
+		}
+	}
+	p, err := readFrame(socks[0].tc, kindAck)
+	if err != nil {
+		return fail(fmt.Errorf("reading the peer's hello ack: %w", handshakeError(err, nil)))
+	}
+	ack, err := decodeAck(p)
+	switch {
+	case err != nil:
+		return fail(err)
+	case !ack.accepted && ack.reason == peers.ErrDuplicate.Error():
+		closeSocks(socks)
+		return nil, peers.ErrDuplicate
+	case !ack.accepted:
+		return fail(fmt.Errorf("%w: peer refused the connection: %s", transport.ErrProtocol, ack.reason))
+	}
+	for _, s := range socks {
+		if !s.release() {
+			return fail(hctx.Err())
+		}
+	}
+	return e.newBundle(peer, socks, true, ack.incarnation), nil
+}
+
+// dialSock dials one TCP connection to peer and runs the TLS handshake;
+// hctx's deadline covers it and the hello exchange after it, and hctx
+// ending earlier (FailPeer, Close) interrupts it too.
+func (e *Endpoint) dialSock(hctx context.Context, peer, addr string) (*sock, error) {
 	d := net.Dialer{KeepAlive: -1} // tune sets keep-alive
 	nc, err := d.DialContext(hctx, "tcp", addr)
 	if err != nil {
@@ -116,49 +176,18 @@ func (e *Endpoint) dialOnce(ctx context.Context, peer, addr string) (*conn, erro
 	bc := newBufConn(raw)
 	var verifyErr error
 	tc := tls.Client(bc, e.clientTLS(peer, &verifyErr))
-	// The deadline covers the handshake and the hello exchange; a ctx
-	// that ends earlier (FailPeer, Close) interrupts it too.
 	deadline, _ := hctx.Deadline()
 	raw.SetDeadline(deadline)
-	stop := context.AfterFunc(hctx, func() { raw.SetDeadline(time.Now()) })
-	defer stop()
-	fail := func(err error) (*conn, error) {
-		raw.Close()
-		if hctx.Err() != nil && !errors.Is(err, transport.ErrProtocol) {
-			return nil, fmt.Errorf("%w (%v)", hctx.Err(), err)
-		}
-		return nil, err
-	}
+	s := &sock{raw: raw, bc: bc, tc: tc, stopFn: context.AfterFunc(hctx, func() { raw.SetDeadline(time.Now()) })}
 	if err := tc.HandshakeContext(hctx); err != nil {
-		return fail(handshakeError(err, verifyErr))
+		raw.Close()
+		return nil, handshakeError(err, verifyErr)
 	}
 	if p := tc.ConnectionState().NegotiatedProtocol; p != ALPN {
-		return fail(fmt.Errorf("%w: peer speaks %q, want %q", transport.ErrProtocol, p, ALPN))
-	}
-	hello := helloMsg{version: protocolVersion, incarnation: e.incarnation, epoch: e.epoch.Load(), to: peer}
-	if err := writeFrame(tc, kindHello, hello.appendTo(nil)); err != nil {
-		return fail(err)
-	}
-	p, err := readFrame(tc, kindAck)
-	if err != nil {
-		return fail(fmt.Errorf("reading the peer's hello ack: %w", handshakeError(err, nil)))
-	}
-	ack, err := decodeAck(p)
-	switch {
-	case err != nil:
-		return fail(err)
-	case !ack.accepted && ack.reason == peers.ErrDuplicate.Error():
 		raw.Close()
-		return nil, peers.ErrDuplicate
-	case !ack.accepted:
-		return fail(fmt.Errorf("%w: peer refused the connection: %s", transport.ErrProtocol, ack.reason))
+		return nil, fmt.Errorf("%w: peer speaks %q, want %q", transport.ErrProtocol, p, ALPN)
 	}
-	if !stop() {
-		return fail(hctx.Err())
-	}
-	raw.SetDeadline(time.Time{})
-	bc.setBuffered()
-	return newConn(e, peer, raw, bc, tc, true, ack.incarnation), nil
+	return s, nil
 }
 
 func (e *Endpoint) acceptLoop() {
@@ -194,10 +223,10 @@ func (e *Endpoint) handleIncoming(raw *net.TCPConn) {
 	}
 	deadline, _ := ctx.Deadline()
 	raw.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
-	defer stop()
 	bc := newBufConn(raw)
 	tc := tls.Server(bc, e.serverTLS())
+	s := &sock{raw: raw, bc: bc, tc: tc, stopFn: context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })}
+	defer s.stopDeadline()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return
@@ -226,14 +255,32 @@ func (e *Endpoint) handleIncoming(raw *net.TCPConn) {
 	case err != nil:
 		refuse(err.Error())
 		return
-	case h.to != e.cfg.ID:
-		refuse(fmt.Sprintf("dialed node %q, reached %q", h.to, e.cfg.ID))
-		return
 	case h.version != protocolVersion:
 		refuse(fmt.Sprintf("protocol version %d, want %d", h.version, protocolVersion))
 		return
+	case h.to != e.cfg.ID:
+		refuse(fmt.Sprintf("dialed node %q, reached %q", h.to, e.cfg.ID))
+		return
+	case h.lanes != uint8(e.cfg.Lanes):
+		refuse(fmt.Sprintf("the dialer uses %d lanes (connections per peer), this node %d: every node needs the same", h.lanes, e.cfg.Lanes))
+		return
 	}
-
+	if h.lane > 0 {
+		if why := e.depositLane(ctx, peer, h, s); why != "" {
+			refuse(why)
+		}
+		return
+	}
+	socks := []*sock{s}
+	if h.lanes > 1 {
+		var finish func()
+		socks, finish = e.collectLanes(ctx, peer, h, s)
+		defer finish()
+		if socks == nil {
+			refuse(fmt.Sprintf("not all %d lanes of the connection arrived within %v", h.lanes, e.cfg.HandshakeTimeout))
+			return
+		}
+	}
 	err = e.peers.Admit(peer, h.incarnation, func() (*conn, error) {
 		// The ack is written before the connection is installed and its
 		// goroutines start, so nothing can come before it; Conn on this
@@ -241,18 +288,18 @@ func (e *Endpoint) handleIncoming(raw *net.TCPConn) {
 		if err := writeFrame(tc, kindAck, ackMsg{accepted: true, incarnation: e.incarnation}.appendTo(nil)); err != nil {
 			return nil, err
 		}
-		if !stop() {
-			return nil, ctx.Err()
+		for _, s := range socks {
+			if !s.release() {
+				return nil, ctx.Err()
+			}
 		}
-		raw.SetDeadline(time.Time{})
-		bc.setBuffered()
-		return newConn(e, peer, raw, bc, tc, false, h.incarnation), nil
+		return e.newBundle(peer, socks, false, h.incarnation), nil
 	})
 	switch {
 	case errors.Is(err, peers.ErrDuplicate):
 		writeFrame(tc, kindAck, ackMsg{reason: peers.ErrDuplicate.Error(), incarnation: e.incarnation}.appendTo(nil)) //nolint:errcheck // the dialer retries or waits either way
-		raw.Close()
+		closeSocks(socks)
 	case err != nil:
-		raw.Close()
+		closeSocks(socks)
 	}
 }

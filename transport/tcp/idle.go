@@ -33,6 +33,19 @@ func (e *Endpoint) idle() peers.Idle[*conn] {
 // control tag (a control protocol's receiver, which waits as long as the
 // connection lives) does not make c busy.
 func (c *conn) activity() (traffic uint64, busy bool) {
+	if c.b != nil {
+		for _, l := range c.b.lanes {
+			t, b := l.laneActivity()
+			traffic += t
+			busy = busy || b
+		}
+		return traffic, busy
+	}
+	return c.laneActivity()
+}
+
+// laneActivity is activity for one lane.
+func (c *conn) laneActivity() (traffic uint64, busy bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	traffic = c.calls.Load() + c.arrived

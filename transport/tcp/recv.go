@@ -11,6 +11,9 @@ import (
 
 // Recv receives the next message of tag into p.
 func (c *conn) Recv(ctx context.Context, tag transport.Tag, p []byte) (int, error) {
+	if l := c.route(tag); l != c {
+		return l.Recv(ctx, tag, p)
+	}
 	c.calls.Add(1)
 	ts := c.use(tag)
 	defer c.done(tag, ts)
@@ -131,16 +134,18 @@ func (c *conn) readLoop() {
 	bye, byeErr := c.bye, c.byeErr
 	c.mu.Unlock()
 	switch {
+	// A goodbye or idle frame ends only this lane: the bundle's other
+	// lanes still read what came before theirs (lanes.go).
 	case errors.Is(err, errPeerBye):
-		c.kill(fmt.Errorf("%w: peer %s closed its endpoint", transport.ErrPeerLost, c.peer))
+		c.killLane(fmt.Errorf("%w: peer %s closed its endpoint", transport.ErrPeerLost, c.peer))
 	case errors.Is(err, errPeerIdle):
 		// Not a loss: the peer closed the connection for idleness (its
 		// Config.IdleClose); the next Conn dials again.
-		c.kill(fmt.Errorf("%w: peer %s closed the idle connection", transport.ErrClosed, c.peer))
+		c.killLane(fmt.Errorf("%w: peer %s closed the idle connection", transport.ErrClosed, c.peer))
 	case errors.Is(err, transport.ErrProtocol):
 		c.violation("%v", err)
 	case bye != 0:
-		c.kill(byeErr)
+		c.killLane(byeErr)
 	default:
 		c.kill(fmt.Errorf("%w: connection to %s broke: %v", transport.ErrPeerLost, c.peer, err))
 	}
@@ -161,6 +166,9 @@ func (c *conn) readFrames() error {
 		h, err := decodeHeader(&hb, c.e.cfg.MaxMessage)
 		if err != nil {
 			return err
+		}
+		if l := laneOf(h.tag, c.nlanes); l != c.lane && h.kind != kindGoodbye && h.kind != kindIdle {
+			return fmt.Errorf("%w: %s frame of %s on lane %d of %d, its lane is %d", transport.ErrProtocol, h.kind, h.tag, c.lane, c.nlanes, l)
 		}
 		switch h.kind {
 		case kindBegin:

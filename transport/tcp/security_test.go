@@ -88,7 +88,7 @@ func rawPeer(t *testing.T, e *Endpoint, id string) *tls.Conn {
 	}
 	c := nc.(*tls.Conn)
 	t.Cleanup(func() { c.Close() })
-	if err := writeFrame(c, kindHello, helloMsg{version: protocolVersion, incarnation: 1, to: e.ID()}.appendTo(nil)); err != nil {
+	if err := writeFrame(c, kindHello, helloMsg{version: protocolVersion, incarnation: 1, lanes: 1, to: e.ID()}.appendTo(nil)); err != nil {
 		t.Fatal(err)
 	}
 	p, err := readFrame(c, kindAck)

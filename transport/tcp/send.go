@@ -33,6 +33,9 @@ const smallPayload = 4 << 10
 
 // Send delivers p as one message of tag.
 func (c *conn) Send(ctx context.Context, tag transport.Tag, p []byte) error {
+	if l := c.route(tag); l != c {
+		return l.Send(ctx, tag, p)
+	}
 	c.calls.Add(1)
 	ts := c.use(tag)
 	defer c.done(tag, ts)

@@ -13,26 +13,41 @@ import (
 	"github.com/ringtrain/ringtrain/node"
 )
 
-// TestTransports: with either data-plane transport a 3-node job forms
-// its first epoch and all-reduces exactly, and each node holds live
-// connections to both of its ring neighbours.
+// TestTransports: with either data-plane transport (and tcp with 3
+// lanes, where the all-reduce of 600,000 elements splits into 3 parts) a
+// 3-node job forms its first epoch and all-reduces exactly, and each node
+// holds live connections to both of its ring neighbours.
 func TestTransports(t *testing.T) {
-	for _, tr := range []string{node.TransportTCP, node.TransportQUIC} {
-		t.Run(tr, func(t *testing.T) {
+	tests := []struct {
+		name      string
+		transport string
+		lanes     int
+	}{
+		{"tcp", node.TransportTCP, 1},
+		{"quic", node.TransportQUIC, 1},
+		{"tcp 3 lanes", node.TransportTCP, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			nodes := startNodes(ctx, t, 3, func(_ int, c *node.Config) { c.Transport = tr })
+			nodes := startNodes(ctx, t, 3, func(_ int, c *node.Config) { c.Transport, c.Lanes = tt.transport, tt.lanes })
 			errs := onEach(nodes, func(i int, n *node.Node) error {
 				b, err := n.Boundary(ctx, node.Step{})
 				if err != nil {
 					return err
 				}
-				buf := []float32{float32(i + 1), 1 << 20}
+				buf := make([]float32, 600000)
+				for j := range buf {
+					buf[j] = float32(i + 1 + j%7)
+				}
 				if err := b.Group.AllReduce(ctx, buf, collective.Sum); err != nil {
 					return err
 				}
-				if buf[0] != 6 || buf[1] != 3<<20 {
-					return fmt.Errorf("sum %v, want [6 %v]", buf, float32(3<<20))
+				for j, v := range buf {
+					if want := float32(6 + 3*(j%7)); v != want {
+						return fmt.Errorf("element %d: sum %v, want %v", j, v, want)
+					}
 				}
 				return nil
 			})

@@ -28,3 +28,15 @@ def test_go_threads(monkeypatch, name, kwargs, env, want):
 def test_unknown_option():
     with pytest.raises(ringtrain.InvalidArgument, match="go_thread"):
         ringtrain.config(go_thread=1)
+
+
+@pytest.mark.parametrize("name,kwargs,env,want", [
+    ("keyword", {"lanes": 3}, {}, 3),
+    ("twin", {}, {"RINGTRAIN_LANES": "2"}, "2"),
+    ("unset", {}, {}, None),
+])
+def test_lanes(monkeypatch, name, kwargs, env, want):
+    monkeypatch.delenv("RINGTRAIN_LANES", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert ringtrain.config(**kwargs).get("lanes") == want, name

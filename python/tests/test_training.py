@@ -81,3 +81,20 @@ def test_bucketed_overlapped_equals_one_allreduce_after_backward(job):
     print("bucketed vs one all-reduce: max |Δ| %.3g" % d)
     for k, v in flat[0]["params"].items():
         torch.testing.assert_close(bucketed[0]["params"][k], v, atol=ATOL, rtol=RTOL)
+
+
+def test_lanes_through_the_binding(job):
+    # RINGTRAIN_LANES=2: two TLS connections per peer; the buckets' all-reduces
+    # alternate between them. Same result as one process, replicas identical.
+    j = job(2)
+    argv = [W.__file__, "--steps", str(STEPS), "--batch", str(BATCH), "--samples", str(SAMPLES), "--lr", str(LR),
+            "--mode", "dist", "--bucket-bytes", "1024"]
+    for i in range(2):
+        j.start("w%d" % i, argv + ["--out", "w%d.pt" % i], RINGTRAIN_LANES="2")
+    outs = []
+    for i in range(2):
+        assert j.wait("w%d" % i) == 0, j.output("w%d" % i)
+        outs.append(torch.load(os.path.join(j.tmp, "w%d.pt" % i)))
+    assert_replicas_identical(outs)
+    for k, v in reference(2).items():
+        torch.testing.assert_close(outs[0]["params"][k], v, atol=ATOL, rtol=RTOL)

@@ -21,6 +21,7 @@ type Config struct {
 	ID          string // node ID: unique, at most 64 bytes; also the gossip name
 	QUICAddr    string // data-plane address advertised to peers
 	Fingerprint string // model fingerprint; peers must match exactly
+	Plane       string // data-plane settings (Meta.Plane); peers must match exactly
 	// ProtocolVersion overrides ProtocolVersion when non-zero (tests use it
 	// to build an incompatible peer).
 	ProtocolVersion uint8

@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config) (*Member, error) {
 		announce:  make(chan struct{}),
 		held:      fromAgree(cfg.Hard.Held),
 	}
-	m.meta = Meta{ID: cfg.ID, QUICAddr: cfg.QUICAddr, State: StateJoining, Protocol: cfg.ProtocolVersion, Fingerprint: cfg.Fingerprint,
+	m.meta = Meta{ID: cfg.ID, QUICAddr: cfg.QUICAddr, State: StateJoining, Protocol: cfg.ProtocolVersion, Fingerprint: cfg.Fingerprint, Plane: cfg.Plane,
 		Epoch: cfg.Hard.Held.Number, NoState: true, Amnesiac: cfg.Hard.Amnesiac}
 	b, err := m.meta.MarshalBinary()
 	if err != nil {

@@ -13,7 +13,8 @@ import (
 const ProtocolVersion uint8 = 2
 
 // metaVersion is the version of the metadata encoding itself.
-const metaVersion byte = 3
+// Version 4: the data-plane settings (Meta.Plane).
+const metaVersion byte = 4
 
 // Metadata flags.
 const (
@@ -23,13 +24,14 @@ const (
 
 // MetaMaxSize bounds the encoded node metadata. memberlist allows 512 bytes
 // and panics above; we stay well below so gossip packets stay small.
-const MetaMaxSize = 256
+const MetaMaxSize = 320
 
 // Field bounds, checked when encoding and when decoding.
 const (
 	maxIDLen          = 64
 	maxAddrLen        = 64
 	maxFingerprintLen = 64
+	maxPlaneLen       = 48
 )
 
 // State is a node's lifecycle state as advertised in its metadata.
@@ -63,6 +65,11 @@ type Meta struct {
 	State       State
 	Protocol    uint8  // ProtocolVersion of the node
 	Fingerprint string // model fingerprint: peers must match exactly
+	// Plane names the data-plane settings every node must share (the
+	// transport, its connections per peer, the chunk size): peers must
+	// match exactly, so a mismatch is refused when a node joins instead
+	// of failing every ring connection after it.
+	Plane string
 	// Epoch is the epoch the node runs (active), or the last it held
 	// (joining: it waits to be admitted, or to re-form that epoch's
 	// successor with a majority of its members); 0 if it never held one.
@@ -88,7 +95,7 @@ var ErrMeta = errors.New("membership: bad node metadata")
 var ErrIncompatible = errors.New("membership: incompatible peer")
 
 // MarshalBinary encodes m compactly: a version byte, protocol, state,
-// flags, the epoch and step as uvarints and three length-prefixed strings.
+// flags, the epoch and step as uvarints and four length-prefixed strings.
 func (m Meta) MarshalBinary() ([]byte, error) {
 	if len(m.ID) == 0 || len(m.ID) > maxIDLen {
 		return nil, fmt.Errorf("%w: node ID length %d not in 1..%d", ErrMeta, len(m.ID), maxIDLen)
@@ -99,7 +106,10 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	if len(m.Fingerprint) > maxFingerprintLen {
 		return nil, fmt.Errorf("%w: fingerprint length %d > %d", ErrMeta, len(m.Fingerprint), maxFingerprintLen)
 	}
-	b := make([]byte, 0, 16+len(m.ID)+len(m.QUICAddr)+len(m.Fingerprint))
+	if len(m.Plane) > maxPlaneLen {
+		return nil, fmt.Errorf("%w: data-plane settings length %d > %d", ErrMeta, len(m.Plane), maxPlaneLen)
+	}
+	b := make([]byte, 0, 16+len(m.ID)+len(m.QUICAddr)+len(m.Fingerprint)+len(m.Plane))
 	var flags byte
 	if m.NoState {
 		flags |= metaNoState
@@ -110,7 +120,7 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	b = append(b, metaVersion, m.Protocol, byte(m.State), flags)
 	b = binary.AppendUvarint(b, m.Epoch)
 	b = binary.AppendUvarint(b, m.Step)
-	for _, s := range []string{m.ID, m.QUICAddr, m.Fingerprint} {
+	for _, s := range []string{m.ID, m.QUICAddr, m.Fingerprint, m.Plane} {
 		b = append(b, byte(len(s)))
 		b = append(b, s...)
 	}
@@ -155,8 +165,8 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	}
 	out.Step = st
 	b = b[n:]
-	var fields [3]string
-	limits := [3]int{maxIDLen, maxAddrLen, maxFingerprintLen}
+	var fields [4]string
+	limits := [4]int{maxIDLen, maxAddrLen, maxFingerprintLen, maxPlaneLen}
 	for i := range fields {
 		if len(b) < 1 {
 			return fmt.Errorf("%w: truncated field %d", ErrMeta, i)
@@ -174,7 +184,7 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	if fields[0] == "" {
 		return fmt.Errorf("%w: empty node ID", ErrMeta)
 	}
-	out.ID, out.QUICAddr, out.Fingerprint = fields[0], fields[1], fields[2]
+	out.ID, out.QUICAddr, out.Fingerprint, out.Plane = fields[0], fields[1], fields[2], fields[3]
 	*m = out
 	return nil
 }
@@ -189,6 +199,10 @@ func compatible(self, peer Meta) error {
 	if peer.Fingerprint != self.Fingerprint {
 		return fmt.Errorf("%w: peer %s trains model fingerprint %q, %s trains %q",
 			ErrIncompatible, peer.ID, peer.Fingerprint, self.ID, self.Fingerprint)
+	}
+	if peer.Plane != self.Plane {
+		return fmt.Errorf("%w: peer %s moves gradients with %q, %s with %q: every node needs the same data-plane settings",
+			ErrIncompatible, peer.ID, peer.Plane, self.ID, self.Plane)
 	}
 	return nil
 }

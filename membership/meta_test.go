@@ -16,7 +16,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"leaving", Meta{ID: "x", State: StateLeaving, Protocol: 9, Epoch: 7}},
 		{"joining without state", Meta{ID: "y", State: StateJoining, Protocol: 2, Epoch: 4, NoState: true}},
 		{"amnesiac", Meta{ID: "z", State: StateJoining, Protocol: 2, Epoch: 9, NoState: true, Amnesiac: true}},
-		{"max fields", Meta{ID: strings.Repeat("i", maxIDLen), QUICAddr: strings.Repeat("a", maxAddrLen), Fingerprint: strings.Repeat("f", maxFingerprintLen), State: StateActive, Protocol: 255, Epoch: ^uint64(0)}},
+		{"max fields", Meta{ID: strings.Repeat("i", maxIDLen), QUICAddr: strings.Repeat("a", maxAddrLen), Fingerprint: strings.Repeat("f", maxFingerprintLen), Plane: strings.Repeat("p", maxPlaneLen), State: StateActive, Protocol: 255, Epoch: ^uint64(0), Step: ^uint64(0)}},
+		{"plane", Meta{ID: "w", State: StateActive, Protocol: 2, Fingerprint: "fp", Plane: "tcp lanes=3 chunk=262144"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -67,18 +68,22 @@ func TestMetaRejects(t *testing.T) {
 	if _, err := (Meta{ID: strings.Repeat("i", maxIDLen+1), State: StateActive}).MarshalBinary(); !errors.Is(err, ErrMeta) {
 		t.Fatalf("long ID: got %v, want ErrMeta", err)
 	}
+	if _, err := (Meta{ID: "a", Plane: strings.Repeat("p", maxPlaneLen+1), State: StateActive}).MarshalBinary(); !errors.Is(err, ErrMeta) {
+		t.Fatalf("long data-plane settings: got %v, want ErrMeta", err)
+	}
 }
 
 func TestCompatible(t *testing.T) {
-	self := Meta{ID: "a", Protocol: 1, Fingerprint: "m1"}
+	self := Meta{ID: "a", Protocol: 1, Fingerprint: "m1", Plane: "tcp lanes=1 chunk=262144"}
 	cases := []struct {
 		name string
 		peer Meta
 		want string // substring of the error, "" for compatible
 	}{
-		{"same", Meta{ID: "b", Protocol: 1, Fingerprint: "m1"}, ""},
-		{"protocol", Meta{ID: "b", Protocol: 2, Fingerprint: "m1"}, "protocol version 2"},
+		{"same", Meta{ID: "b", Protocol: 1, Fingerprint: "m1", Plane: "tcp lanes=1 chunk=262144"}, ""},
+		{"protocol", Meta{ID: "b", Protocol: 2, Fingerprint: "m1", Plane: "tcp lanes=1 chunk=262144"}, "protocol version 2"},
 		{"fingerprint", Meta{ID: "b", Protocol: 1, Fingerprint: "m2"}, `model fingerprint "m2"`},
+		{"plane", Meta{ID: "b", Protocol: 1, Fingerprint: "m1", Plane: "tcp lanes=2 chunk=262144"}, `peer b moves gradients with "tcp lanes=2 chunk=262144", a with "tcp lanes=1 chunk=262144": every node needs the same data-plane settings`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -97,9 +102,9 @@ func TestCompatible(t *testing.T) {
 }
 
 func FuzzMeta(f *testing.F) {
-	b, _ := Meta{ID: "n1", QUICAddr: "127.0.0.1:1", State: StateActive, Protocol: 1, Fingerprint: "fp", Epoch: 300}.MarshalBinary()
+	b, _ := Meta{ID: "n1", QUICAddr: "127.0.0.1:1", State: StateActive, Protocol: 1, Fingerprint: "fp", Plane: "quic lanes=1 chunk=65536", Epoch: 300}.MarshalBinary()
 	f.Add(b)
-	f.Add([]byte{metaVersion, 1, 1, metaNoState, 0, 0, 1, 'a', 0, 0})
+	f.Add([]byte{metaVersion, 1, 1, metaNoState, 0, 0, 1, 'a', 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m Meta
 		if err := m.UnmarshalBinary(b); err != nil {

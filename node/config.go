@@ -53,7 +53,8 @@ type Config struct {
 	// transport (tcp.Config.Lanes) and the number of parts a large
 	// all-reduce is split into (collective.Config.Lanes), so one ring step
 	// uses that many cores: about one per 1.4 GB/s of link. 1..16, the
-	// same on every node; above 1 it needs Transport "tcp". Default 1.
+	// same on every node (a joiner with other lanes is refused); above 1
+	// it needs Transport "tcp". Default 1.
 	Lanes int
 
 	// Secret is the cluster secret (at least 16 bytes): it derives the

@@ -71,3 +71,13 @@ func connectedUnion(a, b transport.ConnWatcher) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// plane names the data-plane settings every node of a job must share
+// (membership.Meta.Plane): the transport, its connections per peer and the
+// chunk size that cuts each all-reduce into frames. Gossip refuses a peer
+// whose settings differ, naming both, at join; without it every ring
+// connection between them would be refused (lanes) or every operation
+// would fail (chunk), and the epochs would be re-formed without end.
+func plane(c *Config) string {
+	return fmt.Sprintf("%s lanes=%d chunk=%d", c.Transport, c.Lanes, c.ChunkBytes)
+}

@@ -36,6 +36,12 @@
 //     is returned the endpoint's epoch floor is raised to the epoch, so
 //     messages of aborted operations in older epochs are refused.
 //   - The endpoint learns every peer's QUIC address from gossip.
+//   - Peers whose data-plane settings differ (transport, lanes, chunk
+//     size: membership.Meta.Plane) are refused by gossip at join, like
+//     another Fingerprint, so the joiner's Start fails naming both.
+//   - A ring that cannot be connected is reported as a failed step and
+//     the next epoch formed; repeated failures back off (50 ms doubling
+//     to 2 s), so a peer that keeps refusing does not spin epochs.
 //   - Close stops everything Start started (gossip, its goroutines, the
 //     endpoint) and waits for it; nothing outlives the Node.
 //   - Errors name the node, the epoch and the operation.

@@ -154,6 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mc.ID = cfg.ID
 	mc.QUICAddr = quicAddr
 	mc.Fingerprint = cfg.Fingerprint
+	mc.Plane = plane(&cfg)
 	mc.Seeds = cfg.Seeds
 	mc.GossipKey = cluster.GossipKey()
 	mc.Endpoint = ep
@@ -202,6 +203,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	failures := 0
 	for {
 		if n.leave.Load() {
 			s.Leave = true
@@ -236,6 +238,14 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 				return Boundary{}, err
 			}
 			n.log.Warn("cannot reach the new ring; forming the next epoch", "epoch", out.Epoch.Number, "err", err)
+			// A failure that repeats (a peer that keeps refusing the
+			// ring connection) must not spin epochs as fast as the
+			// agreement runs: back off, doubling, after the first.
+			if failures++; failures > 1 {
+				if werr := sleepCtx(ctx, connectBackoff(failures)); werr != nil {
+					return Boundary{}, err
+				}
+			}
 			next := Step{Done: out.Step, Err: err, Leave: s.Leave, NoState: s.NoState && !out.Restored}
 			if n.deferred() && out.Sync.Has(n.cfg.ID) {
 				// The state was never received: still what we had.
@@ -247,6 +257,29 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 		b.Group, b.Rank, b.Size, b.Changed = g, g.Rank(), g.Size(), true
 		n.cur = b
 		return b, nil
+	}
+}
+
+// connectBackoff is the wait before forming the next epoch after the
+// failures-th consecutive failure to connect a new ring (failures ≥ 2):
+// 50 ms, doubling, at most 2 s.
+func connectBackoff(failures int) time.Duration {
+	d := 50 * time.Millisecond
+	for i := 2; i < failures && d < 2*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 2*time.Second)
+}
+
+// sleepCtx waits d or until ctx ends, returning ctx's error then.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

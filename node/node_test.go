@@ -119,6 +119,39 @@ func TestFingerprintMismatchRefused(t *testing.T) {
 	}
 }
 
+// TestDataPlaneMismatchRefused: a node whose data-plane settings differ
+// from the cluster's (lanes, transport, chunk size) is refused by gossip
+// when it joins, naming both settings, instead of forming epochs whose
+// ring it can never connect.
+func TestDataPlaneMismatchRefused(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(c *node.Config)
+		want string
+	}{
+		{"lanes", func(c *node.Config) { c.Lanes = 2 }, `peer n0 moves gradients with "tcp lanes=1 chunk=262144", other with "tcp lanes=2 chunk=262144"`},
+		{"transport", func(c *node.Config) { c.Transport = node.TransportQUIC }, `peer n0 moves gradients with "tcp lanes=1 chunk=262144", other with "quic lanes=1 chunk=262144"`},
+		{"chunk", func(c *node.Config) { c.ChunkBytes = 65536 }, `peer n0 moves gradients with "tcp lanes=1 chunk=262144", other with "tcp lanes=1 chunk=65536"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			a := startNodes(ctx, t, 1, nil)[0]
+			c := node.Config{ID: "other", Seeds: []string{a.GossipAddr()}, Secret: []byte("the node test cluster secret"), Logger: quiet()}
+			tc.mod(&c)
+			b, err := node.Start(ctx, c)
+			if err == nil {
+				b.Close()
+				t.Fatal("a node with other data-plane settings joined")
+			}
+			if !errors.Is(err, membership.ErrIncompatible) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want ErrIncompatible with %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestRequestLeave: a member that asks to leave gets Left at its next
 // boundary; the others continue in a new epoch without it, with a new
 // Group over the two of them.

@@ -380,3 +380,39 @@ func TestLeaveWhileWaitingE2E(t *testing.T) {
 		t.Errorf("summary %+v: want a graceful leave at step 0", s)
 	}
 }
+
+// TestMismatchedSettingsRefusedE2E: a node started with settings that
+// must match the job's but do not (how gradients travel) fails at once
+// with an error naming both settings, instead of joining a ring that
+// can never run a step.
+func TestMismatchedSettingsRefusedE2E(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"wire dtype", []string{"--wire-dtype", "bf16"}, "wire=bf16"},
+		{"lanes", []string{"--lanes", "2"}, `"tcp lanes=2 chunk=262144"`},
+		{"bucket size", []string{"--bucket-bytes", "0"}, "buckets=0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t)
+			c.start("node-0", "--min-peers", "2", "--steps", "5")
+			odd := c.start("node-1", append([]string{"--min-peers", "2", "--steps", "5"}, tc.args...)...)
+			select {
+			case err := <-odd.done:
+				if err == nil {
+					t.Fatal("node-1 with mismatched settings exited 0")
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatal("node-1 with mismatched settings still running after 60s")
+			}
+			r := odd.waitFor(t, time.Second, func(r map[string]any) bool { return r["msg"] == "trainer failed" })
+			if e, _ := r["err"].(string); !strings.Contains(e, "incompatible peer") || !strings.Contains(e, tc.want) {
+				t.Fatalf("error %q does not say the peer is incompatible with %s", e, tc.want)
+			}
+			t.Logf("refused: %s", r["err"])
+		})
+	}
+}

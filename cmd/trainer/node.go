@@ -115,8 +115,12 @@ func runNode(ctx context.Context, c *config, leave <-chan struct{}, stderr io.Wr
 		}
 	}
 
+	// Gossip refuses a peer whose fingerprint differs: the job's (model,
+	// optimizer, batch, data) and how its steps all-reduce (the wire
+	// type and the bucket size decide the operations and their sizes, so
+	// peers that differ would fail every step rather than train).
 	fp := tr.Fingerprint()
-	nc.Fingerprint = hex.EncodeToString(fp[:8])
+	nc.Fingerprint = fmt.Sprintf("%s wire=%s buckets=%d", hex.EncodeToString(fp[:8]), c.wire(), c.BucketBytes)
 	nc.Snapshot, nc.Restore = tr.MarshalState, tr.UnmarshalState
 	n, err := rtnode.Start(ctx, nc)
 	if errors.Is(err, rtnode.ErrNoSecret) {

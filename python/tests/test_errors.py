@@ -56,3 +56,17 @@ def test_wrong_secret_is_refused_and_the_others_train(job):
     assert a["size"] == 2 and a["step"] == 40
     for k, v in a["params"].items():
         assert v.numpy().tobytes() == b["params"][k].numpy().tobytes()
+
+
+def test_mismatched_lanes_are_refused_at_init(job):
+    # A worker whose data-plane settings differ from the job's (here two
+    # TCP connections per peer against one) fails ringtrain.init at once,
+    # naming both settings, instead of joining a ring it cannot connect.
+    j = job(2)
+    args = [W.__file__, "--steps", "5", "--batch", "8", "--samples", "64", "--mode", "flat"]
+    j.start("w0", args + ["--out", "w0.pt"])
+    j.start("w1", args + ["--out", "w1.pt"], RINGTRAIN_LANES="2")
+    rc = j.wait("w1", timeout=60)
+    out = j.output("w1")
+    assert rc != 0, out
+    assert '"tcp lanes=1 chunk=262144", w1 with "tcp lanes=2 chunk=262144": every node needs the same data-plane settings' in out, out

@@ -296,6 +296,20 @@ class DistributedOptimizer(torch.optim.Optimizer):
                     p.grad = torch.empty_like(p)
                 p.grad.copy_(v)  # pinned host → device
 
+    def _abandon(self):
+        """Ends the round of a failed step (its CommError already raised, in
+        a backward hook or elsewhere in the step) so the next backward can
+        start one: waits for its buckets (after a bucket failed, none more
+        is launched; otherwise the rest are, and fail with the epoch)."""
+        if not self._round:
+            return
+        n, h = self._bucketer
+        self._round = False
+        try:
+            ringtrain._check(n._L.rt_bucketer_wait(h), "bucketer wait")
+        except CommError:
+            pass
+
     def step(self, closure=None):
         """Averages the gradients (waiting for the buckets in flight), then steps."""
         if closure is not None:
@@ -438,8 +452,8 @@ def run(train_step, state, steps=None, node=None, on_epoch=None, should_stop=Non
         except CommError as e:
             failed = e
             opt = state.optimizer
-            if isinstance(opt, DistributedOptimizer) and opt._round:
-                opt._round = False
+            if isinstance(opt, DistributedOptimizer):
+                opt._abandon()
             if state.step != before:
                 state.restore()
         if failed is None:

@@ -70,3 +70,14 @@ def test_mismatched_lanes_are_refused_at_init(job):
     out = j.output("w1")
     assert rc != 0, out
     assert '"tcp lanes=1 chunk=262144", w1 with "tcp lanes=2 chunk=262144": every node needs the same data-plane settings' in out, out
+
+
+def test_a_failed_backward_round_is_ended_and_the_step_retried(job):
+    # A CommError raised from a backward hook (a bucket failed) leaves the
+    # Go round open; the elastic loop must wait for it before the retry's
+    # backward starts the next one.
+    j = job(1)
+    j.start("w0", [os.path.join(HERE, "failready.py")])
+    rc = j.wait("w0", timeout=120)
+    out = j.output("w0")
+    assert rc == 0 and "tries [0, 1, 2, 2, 3, 4, 5] failed 1 steps 6" in out, out

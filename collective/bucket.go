@@ -80,14 +80,53 @@ type BucketConfig struct {
 //     segments become ready in, so every member issues the same operations
 //     in the same order.
 //   - After Round.Wait returns, no operation of the round touches the arena.
+//   - The first round on each Reducer (epoch) checks that every member
+//     plans alike: before its buckets it all-reduces (Max) this plan's ID
+//     and its negation, so every member learns the largest and smallest ID
+//     and all of them fail the round with ErrPlanMismatch when those
+//     differ, rather than reduce mismatched buckets into each other's.
 //
-// A Bucketer is immutable and may start any number of (sequential) rounds.
+// Its plan is immutable; a Bucketer may start any number of (sequential)
+// rounds.
 type Bucketer struct {
 	arena   []float32
 	segs    []Segment
 	buckets []Bucket
 	of      []int // bucket of each segment
 	cfg     BucketConfig
+	id      uint32 // planID: what members must agree on
+
+	mu      sync.Mutex
+	checked Reducer // the last Reducer whose first round checked the plan
+}
+
+// ErrPlanMismatch is wrapped by a round's error when the members' plans
+// differ (another model layout, bucket size, op or wire type): a
+// configuration error that retrying cannot fix.
+var ErrPlanMismatch = errors.New("collective: members plan different bucketed all-reduces")
+
+// planID is a 24-bit FNV-1a hash of what decides the operations a round
+// issues (the arena's length, the segments in ready order, the bucket
+// size, op and wire type): small enough to be exact in a float32.
+func planID(n int, segs []Segment, cfg BucketConfig) uint32 {
+	h := uint32(2166136261)
+	mix := func(v int) {
+		for range 8 {
+			h ^= uint32(v & 0xff)
+			h *= 16777619
+			v >>= 8
+		}
+	}
+	mix(n)
+	mix(len(segs))
+	for _, s := range segs {
+		mix(s.Off)
+		mix(s.Len)
+	}
+	mix(cfg.BucketBytes)
+	mix(int(cfg.Op))
+	mix(int(cfg.Wire))
+	return h>>8 ^ h&0xff // fold to 24 bits
 }
 
 // NewBucketer plans the buckets of arena. segs are given in the order
@@ -123,7 +162,7 @@ func NewBucketer(arena []float32, segs []Segment, cfg BucketConfig) (*Bucketer, 
 			return nil, fmt.Errorf("collective: bucketer: segments %d %+v and %d %+v overlap", order[k-1], a, order[k], b)
 		}
 	}
-	b := &Bucketer{arena: arena, segs: slices.Clone(segs), of: make([]int, len(segs)), cfg: cfg}
+	b := &Bucketer{arena: arena, segs: slices.Clone(segs), of: make([]int, len(segs)), cfg: cfg, id: planID(len(arena), segs, cfg)}
 	b.buckets = plan(segs, cfg.BucketBytes)
 	for i, bk := range b.buckets {
 		for _, s := range bk.Segments {
@@ -179,29 +218,78 @@ type Round struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	ready   []bool
-	missing []int // per bucket: segments not yet ready
-	next    int   // next bucket to launch
-	waited  bool
-	err     error // first failure of a bucket (or the round)
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	ready    []bool
+	missing  []int // per bucket: segments not yet ready
+	next     int   // next bucket to launch
+	waited   bool
+	checking bool  // the plan check runs: launch nothing yet
+	err      error // first failure of a bucket (or the round)
+	wg       sync.WaitGroup
 }
 
 // Start begins one round on g. ctx bounds every bucket's all-reduce
 // (cancelling it aborts them). The caller must end the round with Wait.
+// On g's first round the plan check runs first (see Bucketer): Start does
+// not wait for it, the buckets do.
 func (b *Bucketer) Start(ctx context.Context, g Reducer) *Round {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Round{b: b, g: g, ctx: ctx, cancel: cancel, ready: make([]bool, len(b.segs)), missing: make([]int, len(b.buckets))}
 	for i, bk := range b.buckets {
 		r.missing[i] = len(bk.Segments)
 	}
+	b.mu.Lock()
+	first := b.checked != g
+	b.checked = g
+	b.mu.Unlock()
+	if first {
+		r.checkPlan()
+	}
 	return r
+}
+
+// checkPlan launches the plan check of the round's Reducer (see Bucketer)
+// ahead of every bucket, so that it is the same operation on every
+// member. Buckets wait for it (Ready and Wait only record what to launch),
+// so no mismatched bucket has run when it fails the round. It costs one
+// all-reduce of two floats per Reducer (epoch), before the first bucket.
+func (r *Round) checkPlan() {
+	id := float32(r.b.id)
+	v := []float32{id, -id}
+	r.checking = true
+	h := r.g.AllReduceWireAsync(r.ctx, v, Max, Float32)
+	r.wg.Go(func() {
+		<-h.done
+		switch {
+		case h.err != nil:
+			r.fail(fmt.Errorf("collective: bucketed all-reduce %v over %v: plan check before bucket 0 of %d, epoch %d: %w",
+				r.b.cfg.Op, r.b.cfg.Wire, len(r.b.buckets), r.g.Epoch(), h.err))
+		case v[0] != id || -v[1] != id:
+			r.fail(fmt.Errorf("%w, epoch %d: this member's plan %06x (%d buckets of at most %d bytes over %d segments, %d elements, %v, %v wire), the job's range %06x..%06x: every member needs the same parameters in the same order, bucket size, op and wire type",
+				ErrPlanMismatch, r.g.Epoch(), r.b.id, len(r.b.buckets), r.b.cfg.BucketBytes, len(r.b.segs), len(r.b.arena), r.b.cfg.Op, r.b.cfg.Wire, uint32(-v[1]), uint32(v[0])))
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.checking = false
+		r.launchDue()
+	})
+}
+
+// launchDue launches, in plan order, every bucket that is due: all of
+// its segments ready, or any once Wait was called; none while the plan
+// check runs or after a failure. r.mu is held.
+func (r *Round) launchDue() {
+	if r.checking || r.err != nil {
+		return
+	}
+	for r.next < len(r.missing) && (r.waited || r.missing[r.next] == 0) {
+		r.launch()
+	}
 }
 
 // Ready reports that segment seg's values are final. Every bucket whose
 // segments are all ready, and whose predecessors in the plan are launched,
-// is launched now.
+// is launched now (or when the plan check has passed).
 func (r *Round) Ready(seg int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -217,9 +305,7 @@ func (r *Round) Ready(seg int) error {
 	}
 	r.ready[seg] = true
 	r.missing[r.b.of[seg]]--
-	for r.next < len(r.missing) && r.missing[r.next] == 0 {
-		r.launch()
-	}
+	r.launchDue()
 	return nil
 }
 
@@ -264,11 +350,7 @@ func (r *Round) Wait(ctx context.Context) error {
 		return errors.New("collective: bucketed all-reduce: Wait called twice")
 	}
 	r.waited = true
-	if r.err == nil {
-		for r.next < len(r.missing) {
-			r.launch()
-		}
-	}
+	r.launchDue()
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() {

@@ -19,6 +19,10 @@
 //     replaced by the next epoch's Group.
 //   - After warm-up an operation allocates O(1) memory plus pooled chunk
 //     buffers, never O(buffer).
+//   - A Bucketer (the one bucketed all-reduce: the trainer's and the
+//     bindings') checks on its first round in each Group that every member
+//     plans the same buckets, and fails that round on all of them with
+//     ErrPlanMismatch before any bucket runs if not.
 package collective
 
 import (

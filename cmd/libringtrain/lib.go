@@ -156,8 +156,13 @@ func parseOp(op int32) (collective.Op, error) {
 // comm marks a collective's failure: the error names the peer, epoch and
 // operation (collective wraps them), and tells the host what to do.
 func comm(err error) error {
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, collective.ErrPlanMismatch):
+		// The members' DistributedOptimizers differ: a retry in a new
+		// epoch would fail the same way, so it is the caller's error.
+		return fmt.Errorf("%w: %w", errInvalid, err)
 	}
 	return fmt.Errorf("%w: %w", errComm, err)
 }

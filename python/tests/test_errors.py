@@ -81,3 +81,20 @@ def test_a_failed_backward_round_is_ended_and_the_step_retried(job):
     rc = j.wait("w0", timeout=120)
     out = j.output("w0")
     assert rc == 0 and "tries [0, 1, 2, 2, 3, 4, 5] failed 1 steps 6" in out, out
+
+
+def test_mismatched_bucket_plans_fail_every_worker_at_once(job):
+    # Workers whose DistributedOptimizers plan different buckets (here
+    # 1 KiB against the 25 MiB default) would all-reduce mismatched
+    # buckets: the first round's plan check fails every worker with
+    # InvalidArgument (not a CommError the elastic loop would retry).
+    j = job(2)
+    args = [W.__file__, "--steps", "5", "--batch", "8", "--samples", "64", "--mode", "dist"]
+    j.start("w0", args + ["--out", "w0.pt", "--bucket-bytes", "1024"])
+    j.start("w1", args + ["--out", "w1.pt"])
+    for node in ("w0", "w1"):
+        rc = j.wait(node, timeout=90)
+        out = j.output(node)
+        assert rc != 0, out
+        assert "ringtrain.InvalidArgument" in out and "members plan different bucketed all-reduces" in out, out
+        assert "every member needs the same parameters in the same order, bucket size, op and wire type" in out, out

@@ -166,7 +166,10 @@ class DistributedOptimizer(torch.optim.Optimizer):
     pinned arena, and step() copies the reduced gradient back.
 
     bucket_bytes: bucket size (None: the Go default); wire_dtype: "fp32",
-    "bf16" or "fp16" on the wire; op: "avg" (default) or "sum".
+    "bf16" or "fp16" on the wire; op: "avg" (default) or "sum". Every
+    worker needs the same parameters, bucket_bytes, wire_dtype and op: the
+    first backward of each epoch checks it and raises InvalidArgument on
+    every worker if not.
     """
 
     def __init__(self, optimizer, model=None, named_parameters=None, bucket_bytes=None, wire_dtype="fp32", op="avg", node=None):

@@ -165,6 +165,16 @@ func TestLanesBrokenLaneKillsBundle(t *testing.T) {
 	if err := <-recvErr; !errors.Is(err, transport.ErrPeerLost) {
 		t.Fatalf("recv on lane 0 after lane 2 broke: %v, want ErrPeerLost", err)
 	}
+	// b saw its lane end; a's own reader of lane 2 ends the bundle on a
+	// goroutine of its own, lane after lane: wait for all of them before
+	// a Send must fail (one racing the kill may still be written).
+	for i, l := range ca.(*conn).all() {
+		select {
+		case <-l.dead:
+		case <-ctx.Done():
+			t.Fatalf("lane %d of a's bundle did not end after its lane 2 broke", i)
+		}
+	}
 	checkPeer(t, ca.Send(ctx, transport.Tag{Epoch: 1, Op: 1}, []byte("x")), "b")
 	if !ca.(*conn).Dead() {
 		t.Fatal("the bundle is not dead after a lane broke")

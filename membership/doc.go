@@ -9,16 +9,16 @@
 // New starts memberlist, joins the seeds (retrying until JoinTimeout, and
 // once more a second later), and gossips compact node metadata (Meta: ID,
 // QUIC address, state, protocol version, model fingerprint, data-plane
-// settings, held epoch,
-// and for a joining node its step and whether it holds state; at most
-// MetaMaxSize bytes, checked before memberlist sees it). Gossip is encrypted
-// with a 32-byte key. A peer with another protocol version, fingerprint or
-// data-plane settings is refused by the alive and merge delegates; the refused node's New
-// returns an error wrapping ErrIncompatible. Peers that gossip declared
-// dead are re-joined periodically, so the sides of a healed partition meet
-// again (memberlist alone never probes dead nodes). Every node runs a
-// control receiver per live peer, so it holds a (mostly idle) transport
-// connection to every peer: a full mesh, N·(N−1)/2 connections.
+// settings, held epoch, and for a joining node its step and whether it
+// holds state; at most MetaMaxSize bytes, checked before memberlist sees
+// it). Gossip is encrypted with a 32-byte key. A peer with another protocol
+// version, fingerprint or data-plane settings is refused by the alive and
+// merge delegates; the refused node's New returns an error wrapping
+// ErrIncompatible. Peers that gossip declared dead are re-joined
+// periodically, so the sides of a healed partition meet again (memberlist
+// alone never probes dead nodes). Every node runs a control receiver per
+// live peer, so it holds a (mostly idle) transport connection to every
+// peer: a full mesh, N·(N−1)/2 connections.
 //
 // # Failure detection
 //

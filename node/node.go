@@ -264,11 +264,7 @@ func (n *Node) Boundary(ctx context.Context, s Step) (Boundary, error) {
 // failures-th consecutive failure to connect a new ring (failures ≥ 2):
 // 50 ms, doubling, at most 2 s.
 func connectBackoff(failures int) time.Duration {
-	d := 50 * time.Millisecond
-	for i := 2; i < failures && d < 2*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 2*time.Second)
+	return min(50*time.Millisecond<<min(failures-2, 6), 2*time.Second)
 }
 
 // sleepCtx waits d or until ctx ends, returning ctx's error then.

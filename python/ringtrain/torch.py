@@ -300,10 +300,10 @@ class DistributedOptimizer(torch.optim.Optimizer):
                 p.grad.copy_(v)  # pinned host → device
 
     def _abandon(self):
-        """Ends the round of a failed step (its CommError already raised, in
-        a backward hook or elsewhere in the step) so the next backward can
-        start one: waits for its buckets (after a bucket failed, none more
-        is launched; otherwise the rest are, and fail with the epoch)."""
+        """Ends the round of a step that failed (its CommError already
+        raised, in a backward hook or elsewhere in the step) or was skipped,
+        so the next backward can start one: waits for its buckets (after a
+        bucket failed, none more is launched; otherwise the rest are)."""
         if not self._round:
             return
         n, h = self._bucketer
@@ -322,13 +322,9 @@ class DistributedOptimizer(torch.optim.Optimizer):
 
     def zero_grad(self, set_to_none=False):
         """Zeroes the gradient arena (grads stay views into it)."""
-        if self._round:
-            # A backward whose step was skipped: finish its round first, so
-            # every member keeps issuing the same collectives.
-            try:
-                self.synchronize()
-            except CommError:
-                pass
+        # A backward whose step was skipped: finish its round first, so
+        # every member keeps issuing the same collectives.
+        self._abandon()
         self._arena.zero_()
         for (_, p), v in zip(self._params, self._views):
             if self._cuda:

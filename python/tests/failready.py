@@ -22,13 +22,12 @@ opt = rtt.DistributedOptimizer(torch.optim.SGD(m.parameters(), lr=0.1), m, bucke
 state = rtt.TorchState(m, opt)
 L = node._L
 real_ready = L.rt_bucketer_ready
-calls = {"ready": 0, "failed": 0}
+calls = {"failed": 0}
 
 
 def ready(h, i):
     # The first segment of step FAIL_AT's backward reports a failure, as
     # the Go side does once a bucket of the round has failed.
-    calls["ready"] += 1
     if state.step == FAIL_AT and calls["failed"] == 0:
         calls["failed"] += 1
         return ringtrain._lib.ECOMM
